@@ -1,0 +1,102 @@
+/* kvs_method.h — one attention method applied to one (layer, KV head) of a
+ * trace: the contract between the kernels (models/) and their drivers
+ * (sim/: kvsim eval, kvsim run; models/cuda: the GPU check).
+ *
+ * Data: plain arrays, no files, no simulator.  K and V of one KV head are
+ * row-major [n_ctx, d] float32 (rows 0..T0-1 prefill, then one row per decode
+ * step); the queries of the KV head's group are [g, d] (g = n_heads/n_kv_heads).
+ *
+ * Definitions (docs: models/METHODS.md, keep both in step):
+ *   - step s has position p = T0 + s; keys 0..p are visible;
+ *   - anchors: the first `sinks` positions and the last `window` positions up
+ *     to and including p; when budget < sinks + window the anchors are cut to
+ *     the budget: min(sinks, B) sinks, then the most recent B - sinks;
+ *     the mid region is every other visible position;
+ *   - budget B: tokens read exactly per (step, layer, KV head), anchors
+ *     included; B >= p + 1 reads everything (equals full attention);
+ *   - GQA: one selected set per KV head serves its g query heads, chosen by
+ *     the sum over the group of each head's softmax probability (topk) or
+ *     softmax over page bounds (quest);
+ *   - completion: summary over the prefill mid region [sinks, T0 - window)
+ *     made at prepare(); retrieved tokens' feature terms are subtracted;
+ *     mid tokens outside the summary (prefill tail and generated tokens that
+ *     left the window) are never summarised: retrieved or dropped as in topk.
+ *
+ * Ownership: kvs_method_new copies the options; prepare() keeps pointers to
+ * k and v (caller keeps them alive until the next prepare() or free()).
+ * Errors: kvs_method_opts_check() returns non-zero and writes a one-line
+ * message for bad options; the other calls assert on misuse (bugs). */
+#ifndef KVS_METHOD_H
+#define KVS_METHOD_H
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum {
+    KVS_M_FULL = 0,      /* exact softmax over 0..p                        */
+    KVS_M_WINDOW,        /* StreamingLLM: anchors only                     */
+    KVS_M_TOPK,          /* anchors + oracle Top-K mid, renormalised        */
+    KVS_M_QUEST,         /* anchors + top pages by min/max bound            */
+    KVS_M_COMPLETION     /* anchors + retrieved exact, + summary estimate   */
+} kvs_method_kind;
+
+typedef enum { KVS_SEL_TOPK = 0, KVS_SEL_QUEST } kvs_select_kind;
+typedef enum { KVS_FMAP_FAVOR = 0, KVS_FMAP_TAYLOR, KVS_FMAP_FITTED } kvs_fmap_kind;
+
+typedef struct {
+    kvs_method_kind kind;
+    int64_t budget;          /* B tokens; <= 0 means "all" only for full      */
+    int sinks;               /* default 4   */
+    int window;              /* default 64  */
+    int page;                /* default 16 (quest pages, and sim pages)       */
+    kvs_select_kind select;  /* completion's retriever, default topk          */
+    kvs_fmap_kind fmap;      /* default favor */
+    int features;            /* feature count R (map-specific meaning)        */
+    uint64_t seed;           /* feature-map randomness (GSL RNG)              */
+} kvs_method_opts;
+
+/* Fills defaults (full, budget 0, sinks 4, window 64, page 16, topk, favor,
+ * features 0 = map default, seed 1). */
+void kvs_method_opts_default(kvs_method_opts *o);
+/* Names <-> enums ("full","window","topk","quest","completion"; "topk","quest";
+ * "favor","taylor","fitted"). Return -1 for an unknown name. */
+int kvs_method_kind_parse(const char *s, kvs_method_kind *out);
+int kvs_select_kind_parse(const char *s, kvs_select_kind *out);
+int kvs_fmap_kind_parse(const char *s, kvs_fmap_kind *out);
+const char *kvs_method_kind_name(kvs_method_kind k);
+const char *kvs_select_kind_name(kvs_select_kind k);
+const char *kvs_fmap_kind_name(kvs_fmap_kind k);
+/* 0 if the options are coherent for head_dim d; else writes a message. */
+int kvs_method_opts_check(const kvs_method_opts *o, int d, char *err, size_t errlen);
+
+typedef struct kvs_method kvs_method;   /* opaque; one per thread */
+
+kvs_method *kvs_method_new(const kvs_method_opts *o, int d, int g, int n_ctx_max);
+void kvs_method_free(kvs_method *m);
+
+/* Per (layer, KV head): binds K, V ([n_ctx, d]) and builds prefill state
+ * (quest page metadata, completion summary and fitted feature map). */
+void kvs_method_prepare(kvs_method *m, const float *k, const float *v, int n_ctx, int T0);
+
+/* Per-step output of one (step, layer, KV head). */
+typedef struct {
+    /* per query head of the group, [g] each */
+    double exact_mass[64];       /* true softmax mass of tokens read exactly  */
+    double est_mass[64];         /* share of the final denominator estimated  */
+    double true_resid_mass[64];  /* true mass of the unretrieved mid region   */
+    double entropy[64];          /* of the true attention, / log(p + 1)       */
+    /* per KV head */
+    int64_t tokens_exact;        /* |anchors ∪ retrieved| read exactly        */
+    const int32_t *idx;          /* the positions read exactly, ascending;     */
+    int64_t n_idx;               /*   valid until the next step() call         */
+    int64_t meta_bytes;          /* selector metadata read (quest), at fp16    */
+    int64_t summary_bytes;       /* summary state read (completion), fp32     */
+} kvs_step_out;
+
+/* Runs the method for query position p (T0 <= p < n_ctx) with the group's
+ * queries q [g, d] and logit scale; writes o [g, d] and *out. */
+void kvs_method_step(kvs_method *m, const float *q, int p, float scale, float *o, kvs_step_out *out);
+
+/* Size of the completion summary in token-equivalents (bytes of S and u over
+ * the bytes of one token's K+V at `kv_elem_bytes`), 0 for other methods. */
+double kvs_method_summary_token_eq(const kvs_method *m, int kv_elem_bytes);
+#endif
