@@ -84,17 +84,42 @@ typedef struct {
     double est_mass[64];         /* share of the final denominator estimated  */
     double true_resid_mass[64];  /* true mass of the unretrieved mid region   */
     double entropy[64];          /* of the true attention, / log(p + 1)       */
+    /* added (kernels): true mass of the unretrieved mid tokens OUTSIDE the
+     * completion summary region [sinks, T0 - window) (prefill tail and
+     * generated tokens that left the window): exact_mass + true_resid_mass +
+     * dropped_mass = 1, true_resid_mass being the unretrieved part of the
+     * summary region (for every method, so that they can be compared). */
+    double dropped_mass[64];
     /* per KV head */
     int64_t tokens_exact;        /* |anchors ∪ retrieved| read exactly        */
     const int32_t *idx;          /* the positions read exactly, ascending;     */
     int64_t n_idx;               /*   valid until the next step() call         */
     int64_t meta_bytes;          /* selector metadata read (quest), at fp16    */
     int64_t summary_bytes;       /* summary state read (completion), fp32     */
+    int64_t param_bytes;         /* added: fitted feature-map parameters read
+                                    with the summary (completion), fp32       */
 } kvs_step_out;
 
 /* Runs the method for query position p (T0 <= p < n_ctx) with the group's
  * queries q [g, d] and logit scale; writes o [g, d] and *out. */
 void kvs_method_step(kvs_method *m, const float *q, int p, float scale, float *o, kvs_step_out *out);
+
+/* Added (kernels): the deployed-system path.  Exact attention over the
+ * anchors and the given retrieved positions sel[0..n_sel-1] (ascending, each
+ * inside the mid region of step p; at most budget - |anchors| of them), K/V
+ * gathered by index, plus the completion estimate for KVS_M_COMPLETION; no
+ * oracle logits, no metrics.  For KVS_M_FULL (or budget >= p + 1) it runs
+ * the one-pass full kernel and ignores sel.  Writes o [g, d]. */
+void kvs_method_step_given(kvs_method *m, const float *q, int p, float scale, const int32_t *sel,
+                           int64_t n_sel, float *o);
+
+/* Added (kernels): the anchors of step p for this method's budget:
+ * [0, *sink_end) and [*win_start, p]; the mid region is [*sink_end, *win_start). */
+void kvs_method_anchors(const kvs_method *m, int p, int64_t *sink_end, int64_t *win_start);
+
+/* Added (kernels): bytes of fitted feature-map parameters a deployed
+ * completion kernel reads per step with the summary (0 for other methods). */
+int64_t kvs_method_param_bytes(const kvs_method *m);
 
 /* Size of the completion summary in token-equivalents (bytes of S and u over
  * the bytes of one token's K+V at `kv_elem_bytes`), 0 for other methods. */

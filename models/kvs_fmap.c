@@ -1,0 +1,429 @@
+/* kvs_fmap.c — see kvs_fmap.h (math: models/METHODS.md). */
+#include "kvs_fmap.h"
+#include <assert.h>
+#include <gsl/gsl_eigen.h>
+#include <gsl/gsl_linalg.h>
+#include <gsl/gsl_matrix.h>
+#include <gsl/gsl_randist.h>
+#include <gsl/gsl_rng.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FITTED_ITERS 10
+/* 1: apply the per-cluster lognormal (within-cluster variance) correction.
+ * Measured on the shared traces (models/ACCURACY.md): it over-estimates the
+ * residual mass of low-entropy heads (mean |tau_hat - tau| 0.04 vs 0.01 at 2%
+ * budget with half the correction), so it is off; the code stays for study. */
+#define FITTED_VAR_CORRECTION 0
+
+struct kvs_fmap {
+    kvs_fmap_kind kind;
+    int d, feat, D;
+    uint64_t seed;
+    int64_t n_fit_max;
+    float scale, sqrt_scale;
+    int fitted;
+    /* favor */
+    float *omega;      /* [m, d] */
+    double ck;         /* global key stabiliser */
+    /* taylor */
+    float *mu;         /* [d] */
+    float *P;          /* [r, d] principal axes (rows) */
+    /* fitted */
+    float *cent;       /* [C, d] */
+    float *var;        /* [C, d] */
+    int32_t *assign;   /* [n_fit_max] scratch */
+    float *tmp;        /* [max(d, D)] scratch */
+};
+
+int kvs_fmap_default_features(kvs_fmap_kind kind, int d) {
+    switch (kind) {
+    case KVS_FMAP_FAVOR:  return 64;
+    case KVS_FMAP_TAYLOR: return d < 8 ? d : 8;
+    case KVS_FMAP_FITTED: return 64;
+    }
+    return 0;
+}
+
+static int dim_of(kvs_fmap_kind kind, int feat) {
+    if (kind == KVS_FMAP_TAYLOR) return 1 + feat + feat * (feat + 1) / 2;
+    return feat;
+}
+
+kvs_fmap *kvs_fmap_new(kvs_fmap_kind kind, int d, int features, uint64_t seed, int64_t n_fit_max,
+                       char *err, size_t errlen) {
+    if (d <= 0 || d > 4096) {
+        snprintf(err, errlen, "feature map: head_dim %d out of range [1, 4096]", d);
+        return NULL;
+    }
+    int feat = features > 0 ? features : kvs_fmap_default_features(kind, d);
+    if (kind == KVS_FMAP_TAYLOR && feat > d) {
+        snprintf(err, errlen, "taylor feature map: features (projected dim r) %d > head_dim %d", feat, d);
+        return NULL;
+    }
+    if (feat > 65536) {
+        snprintf(err, errlen, "feature map: features %d too large (max 65536)", feat);
+        return NULL;
+    }
+    if (kind == KVS_FMAP_TAYLOR && dim_of(kind, feat) > 1 << 20) {
+        snprintf(err, errlen, "taylor feature map: D too large for r = %d", feat);
+        return NULL;
+    }
+    kvs_fmap *f = calloc(1, sizeof *f);
+    if (!f) { snprintf(err, errlen, "feature map: out of memory"); return NULL; }
+    f->kind = kind;
+    f->d = d;
+    f->feat = feat;
+    f->D = dim_of(kind, feat);
+    f->seed = seed;
+    f->n_fit_max = n_fit_max > 0 ? n_fit_max : 0;
+    int ok = 1;
+    f->tmp = malloc(sizeof(float) * (size_t)(d > f->D ? d : f->D));
+    ok &= f->tmp != NULL;
+    if (kind == KVS_FMAP_FAVOR) {
+        f->omega = malloc(sizeof(float) * (size_t)feat * (size_t)d);
+        ok &= f->omega != NULL;
+    } else if (kind == KVS_FMAP_TAYLOR) {
+        f->mu = calloc((size_t)d, sizeof(float));
+        f->P = calloc((size_t)feat * (size_t)d, sizeof(float));
+        ok &= f->mu && f->P;
+    } else {
+        f->cent = calloc((size_t)feat * (size_t)d, sizeof(float));
+        f->var = calloc((size_t)feat * (size_t)d, sizeof(float));
+        f->assign = malloc(sizeof(int32_t) * (size_t)(f->n_fit_max > 0 ? f->n_fit_max : 1));
+        ok &= f->cent && f->var && f->assign;
+    }
+    if (!ok) {
+        kvs_fmap_free(f);
+        snprintf(err, errlen, "feature map: out of memory");
+        return NULL;
+    }
+    if (kind == KVS_FMAP_FAVOR) {
+        /* orthogonal blocks: QR of a d x d Gaussian matrix, rows of Q rescaled
+         * by chi(d) norms so that each row is marginally N(0, I_d) */
+        gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+        gsl_matrix *A = gsl_matrix_alloc((size_t)d, (size_t)d);
+        gsl_matrix *Q = gsl_matrix_alloc((size_t)d, (size_t)d);
+        gsl_matrix *R = gsl_matrix_alloc((size_t)d, (size_t)d);
+        gsl_vector *tau = gsl_vector_alloc((size_t)d);
+        assert(r && A && Q && R && tau);
+        gsl_rng_set(r, (unsigned long)(seed ^ (seed >> 32)) + 0x9e3779b9UL);
+        for (int b0 = 0; b0 < feat; b0 += d) {
+            for (int i = 0; i < d; i++)
+                for (int j = 0; j < d; j++) gsl_matrix_set(A, (size_t)i, (size_t)j, gsl_ran_gaussian(r, 1.0));
+            gsl_linalg_QR_decomp(A, tau);
+            gsl_linalg_QR_unpack(A, tau, Q, R);
+            for (int i = 0; i < d && b0 + i < feat; i++) {
+                double nrm = sqrt(gsl_ran_chisq(r, (double)d));
+                for (int j = 0; j < d; j++)
+                    f->omega[(size_t)(b0 + i) * (size_t)d + (size_t)j] =
+                        (float)(nrm * gsl_matrix_get(Q, (size_t)j, (size_t)i));
+            }
+        }
+        gsl_vector_free(tau);
+        gsl_matrix_free(R);
+        gsl_matrix_free(Q);
+        gsl_matrix_free(A);
+        gsl_rng_free(r);
+    }
+    return f;
+}
+
+void kvs_fmap_free(kvs_fmap *f) {
+    if (!f) return;
+    free(f->omega); free(f->mu); free(f->P); free(f->cent); free(f->var); free(f->assign); free(f->tmp);
+    free(f);
+}
+
+int kvs_fmap_dim(const kvs_fmap *f) { return f->D; }
+kvs_fmap_kind kvs_fmap_kind_of(const kvs_fmap *f) { return f->kind; }
+
+int64_t kvs_fmap_param_bytes(const kvs_fmap *f) {
+    switch (f->kind) {
+    case KVS_FMAP_FAVOR:  return 4;
+    case KVS_FMAP_TAYLOR: return 4 * (int64_t)f->d * (1 + f->feat);
+    case KVS_FMAP_FITTED: return 4 * (int64_t)f->d * (1 + FITTED_VAR_CORRECTION) * f->feat;
+    }
+    return 0;
+}
+
+static double dotd(const float *a, const float *b, int d) {
+    double s = 0.0;
+    for (int i = 0; i < d; i++) s += (double)a[i] * (double)b[i];
+    return s;
+}
+
+/* ---- favor ----------------------------------------------------------------- */
+/* a_i = omega_i . x - |x|^2/2 with x = sqrt(scale) * z; returns max_i a_i */
+static double favor_logits(const kvs_fmap *f, const float *z, double *a) {
+    int d = f->d;
+    double nx2 = (double)f->scale * dotd(z, z, d), mx = -INFINITY;
+    for (int i = 0; i < f->feat; i++) {
+        a[i] = (double)f->sqrt_scale * dotd(f->omega + (size_t)i * (size_t)d, z, d) - 0.5 * nx2;
+        if (a[i] > mx) mx = a[i];
+    }
+    return mx;
+}
+
+/* ---- fitted (k-means) -------------------------------------------------------- */
+static int nearest(const kvs_fmap *f, const float *k) {
+    int best = 0;
+    double bd = INFINITY;
+    for (int c = 0; c < f->feat; c++) {
+        const float *cc = f->cent + (size_t)c * (size_t)f->d;
+        double dist = 0.0;
+        for (int i = 0; i < f->d; i++) {
+            double t = (double)k[i] - (double)cc[i];
+            dist += t * t;
+        }
+        if (dist < bd) { bd = dist; best = c; }
+    }
+    return best;
+}
+
+static void fit_kmeans(kvs_fmap *f, const float *k, int64_t n) {
+    int d = f->d, C = f->feat;
+    memset(f->cent, 0, sizeof(float) * (size_t)C * (size_t)d);
+    memset(f->var, 0, sizeof(float) * (size_t)C * (size_t)d);
+    if (n == 0) return;
+    gsl_rng *r = gsl_rng_alloc(gsl_rng_mt19937);
+    double *dist = malloc(sizeof(double) * (size_t)n);
+    double *acc = malloc(sizeof(double) * (size_t)C * (size_t)d);
+    int64_t *cnt = malloc(sizeof(int64_t) * (size_t)C);
+    assert(r && dist && acc && cnt);
+    gsl_rng_set(r, (unsigned long)(f->seed ^ (f->seed >> 32)) + 0x51ed27UL);
+    /* k-means++ initialisation */
+    int64_t first = (int64_t)gsl_rng_uniform_int(r, (unsigned long)n);
+    memcpy(f->cent, k + (size_t)first * (size_t)d, sizeof(float) * (size_t)d);
+    for (int64_t j = 0; j < n; j++) dist[j] = INFINITY;
+    for (int c = 1; c < C; c++) {
+        const float *prev = f->cent + (size_t)(c - 1) * (size_t)d;
+        double tot = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + (size_t)j * (size_t)d;
+            double dd = 0.0;
+            for (int i = 0; i < d; i++) { double t = (double)kj[i] - (double)prev[i]; dd += t * t; }
+            if (dd < dist[j]) dist[j] = dd;
+            tot += dist[j];
+        }
+        int64_t pick = 0;
+        if (tot > 0.0) {
+            double x = gsl_rng_uniform(r) * tot, run = 0.0;
+            for (pick = 0; pick < n - 1; pick++) {
+                run += dist[pick];
+                if (run > x) break;
+            }
+        } else {
+            pick = (int64_t)gsl_rng_uniform_int(r, (unsigned long)n);
+        }
+        memcpy(f->cent + (size_t)c * (size_t)d, k + (size_t)pick * (size_t)d, sizeof(float) * (size_t)d);
+    }
+    /* Lloyd iterations */
+    for (int it = 0; it < FITTED_ITERS; it++) {
+        memset(acc, 0, sizeof(double) * (size_t)C * (size_t)d);
+        memset(cnt, 0, sizeof(int64_t) * (size_t)C);
+        for (int64_t j = 0; j < n; j++) {
+            const float *kj = k + (size_t)j * (size_t)d;
+            int c = nearest(f, kj);
+            f->assign[j] = c;
+            cnt[c]++;
+            for (int i = 0; i < d; i++) acc[(size_t)c * (size_t)d + (size_t)i] += (double)kj[i];
+        }
+        for (int c = 0; c < C; c++)
+            if (cnt[c] > 0)
+                for (int i = 0; i < d; i++)
+                    f->cent[(size_t)c * (size_t)d + (size_t)i] = (float)(acc[(size_t)c * (size_t)d + (size_t)i] / (double)cnt[c]);
+    }
+    /* final assignment with the final centroids, per-channel variance */
+    memset(acc, 0, sizeof(double) * (size_t)C * (size_t)d);
+    memset(cnt, 0, sizeof(int64_t) * (size_t)C);
+    for (int64_t j = 0; j < n; j++) {
+        const float *kj = k + (size_t)j * (size_t)d;
+        int c = nearest(f, kj);
+        cnt[c]++;
+        for (int i = 0; i < d; i++) {
+            double t = (double)kj[i] - (double)f->cent[(size_t)c * (size_t)d + (size_t)i];
+            acc[(size_t)c * (size_t)d + (size_t)i] += t * t;
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int i = 0; i < d; i++)
+            f->var[(size_t)c * (size_t)d + (size_t)i] =
+                cnt[c] > 0 ? (float)(acc[(size_t)c * (size_t)d + (size_t)i] / (double)cnt[c]) : 0.0f;
+    free(cnt); free(acc); free(dist);
+    gsl_rng_free(r);
+}
+
+/* ---- taylor (PCA) -------------------------------------------------------------- */
+static void fit_pca(kvs_fmap *f, const float *k, int64_t n) {
+    int d = f->d, r = f->feat;
+    memset(f->mu, 0, sizeof(float) * (size_t)d);
+    memset(f->P, 0, sizeof(float) * (size_t)r * (size_t)d);
+    double *mu = calloc((size_t)d, sizeof(double));
+    assert(mu);
+    for (int64_t j = 0; j < n; j++)
+        for (int i = 0; i < d; i++) mu[i] += (double)k[(size_t)j * (size_t)d + (size_t)i];
+    for (int i = 0; i < d; i++) { mu[i] = n > 0 ? mu[i] / (double)n : 0.0; f->mu[i] = (float)mu[i]; }
+    if (r == d) {          /* no projection: identity axes */
+        for (int i = 0; i < d; i++) f->P[(size_t)i * (size_t)d + (size_t)i] = 1.0f;
+        free(mu);
+        return;
+    }
+    gsl_matrix *Cv = gsl_matrix_calloc((size_t)d, (size_t)d);
+    gsl_matrix *ev = gsl_matrix_alloc((size_t)d, (size_t)d);
+    gsl_vector *eval = gsl_vector_alloc((size_t)d);
+    gsl_eigen_symmv_workspace *w = gsl_eigen_symmv_alloc((size_t)d);
+    double *x = malloc(sizeof(double) * (size_t)d);
+    assert(Cv && ev && eval && w && x);
+    for (int64_t j = 0; j < n; j++) {
+        for (int i = 0; i < d; i++) x[i] = (double)k[(size_t)j * (size_t)d + (size_t)i] - mu[i];
+        for (int a = 0; a < d; a++)
+            for (int b = 0; b <= a; b++) *gsl_matrix_ptr(Cv, (size_t)a, (size_t)b) += x[a] * x[b];
+    }
+    for (int a = 0; a < d; a++)
+        for (int b = 0; b < a; b++) gsl_matrix_set(Cv, (size_t)b, (size_t)a, gsl_matrix_get(Cv, (size_t)a, (size_t)b));
+    gsl_eigen_symmv(Cv, eval, ev, w);
+    gsl_eigen_symmv_sort(eval, ev, GSL_EIGEN_SORT_VAL_DESC);
+    for (int t = 0; t < r; t++) {
+        /* fix the sign for determinism: largest-magnitude entry positive */
+        int im = 0;
+        for (int i = 1; i < d; i++)
+            if (fabs(gsl_matrix_get(ev, (size_t)i, (size_t)t)) > fabs(gsl_matrix_get(ev, (size_t)im, (size_t)t))) im = i;
+        double sg = gsl_matrix_get(ev, (size_t)im, (size_t)t) < 0 ? -1.0 : 1.0;
+        for (int i = 0; i < d; i++) f->P[(size_t)t * (size_t)d + (size_t)i] = (float)(sg * gsl_matrix_get(ev, (size_t)i, (size_t)t));
+    }
+    free(x);
+    gsl_eigen_symmv_free(w);
+    gsl_vector_free(eval);
+    gsl_matrix_free(ev);
+    gsl_matrix_free(Cv);
+    free(mu);
+}
+
+/* packed 2nd-order Taylor features of x [r]: [1, x, x_a^2/sqrt2, x_a x_b (a<b)] */
+static void taylor_features(int r, const double *x, float *phi) {
+    int t = 0;
+    phi[t++] = 1.0f;
+    for (int a = 0; a < r; a++) phi[t++] = (float)x[a];
+    for (int a = 0; a < r; a++) {
+        phi[t++] = (float)(x[a] * x[a] * M_SQRT1_2);
+        for (int b = a + 1; b < r; b++) phi[t++] = (float)(x[a] * x[b]);
+    }
+}
+
+void kvs_fmap_fit(kvs_fmap *f, const float *k, int64_t n, float scale) {
+    assert(n >= 0 && scale > 0.0f);
+    f->scale = scale;
+    f->sqrt_scale = sqrtf(scale);
+    f->fitted = 1;
+    switch (f->kind) {
+    case KVS_FMAP_FAVOR: {
+        double *a = malloc(sizeof(double) * (size_t)f->feat), mx = -INFINITY;
+        assert(a);
+        for (int64_t j = 0; j < n; j++) {
+            double t = favor_logits(f, k + (size_t)j * (size_t)f->d, a);
+            if (t > mx) mx = t;
+        }
+        f->ck = n > 0 ? mx : 0.0;
+        free(a);
+        break;
+    }
+    case KVS_FMAP_TAYLOR: fit_pca(f, k, n); break;
+    case KVS_FMAP_FITTED:
+        assert(n <= f->n_fit_max);
+        fit_kmeans(f, k, n);
+        break;
+    }
+}
+
+void kvs_fmap_key(const kvs_fmap *f, const float *k, float *phi) {
+    assert(f->fitted);
+    int d = f->d;
+    switch (f->kind) {
+    case KVS_FMAP_FAVOR: {
+        double inv = 1.0 / sqrt((double)f->feat), nx2 = (double)f->scale * dotd(k, k, d);
+        for (int i = 0; i < f->feat; i++) {
+            double a = (double)f->sqrt_scale * dotd(f->omega + (size_t)i * (size_t)d, k, d) - 0.5 * nx2;
+            phi[i] = (float)(inv * exp(a - f->ck));
+        }
+        break;
+    }
+    case KVS_FMAP_TAYLOR: {
+        double x[4096];
+        int r = f->feat;
+        for (int t = 0; t < r; t++) {
+            double s = 0.0;
+            for (int i = 0; i < d; i++) s += (double)f->P[(size_t)t * (size_t)d + (size_t)i] * ((double)k[i] - (double)f->mu[i]);
+            x[t] = s * (double)f->sqrt_scale;
+        }
+        taylor_features(r, x, phi);
+        break;
+    }
+    case KVS_FMAP_FITTED: {
+        memset(phi, 0, sizeof(float) * (size_t)f->D);
+        phi[nearest(f, k)] = 1.0f;
+        break;
+    }
+    }
+}
+
+double kvs_fmap_query(const kvs_fmap *f, const float *q, float *phi) {
+    assert(f->fitted);
+    int d = f->d;
+    switch (f->kind) {
+    case KVS_FMAP_FAVOR: {
+        double inv = 1.0 / sqrt((double)f->feat), nx2 = (double)f->scale * dotd(q, q, d);
+        double mx = -INFINITY;
+        for (int i = 0; i < f->feat; i++) {
+            double t = (double)f->sqrt_scale * dotd(f->omega + (size_t)i * (size_t)d, q, d) - 0.5 * nx2;
+            phi[i] = (float)t;  /* temporarily hold the logit (fits in float range) */
+            if (t > mx) mx = t;
+        }
+        for (int i = 0; i < f->feat; i++) phi[i] = (float)(inv * exp((double)phi[i] - mx));
+        return mx + f->ck;
+    }
+    case KVS_FMAP_TAYLOR: {
+        double x[4096];
+        int r = f->feat;
+        for (int t = 0; t < r; t++) x[t] = (double)f->sqrt_scale * dotd(f->P + (size_t)t * (size_t)d, q, d);
+        taylor_features(r, x, phi);
+        return (double)f->scale * dotd(q, f->mu, d);
+    }
+    case KVS_FMAP_FITTED: {
+        double mx = -INFINITY;
+        for (int c = 0; c < f->feat; c++) {
+            double w = (double)f->scale * dotd(q, f->cent + (size_t)c * (size_t)d, d);
+#if FITTED_VAR_CORRECTION
+            double s2 = (double)f->scale * (double)f->scale;
+            const float *vc = f->var + (size_t)c * (size_t)d;
+            double corr = 0.0;
+            for (int i = 0; i < d; i++) corr += (double)q[i] * (double)q[i] * (double)vc[i];
+            w += 0.5 * s2 * corr;
+#endif
+            f->tmp[c] = (float)w;
+            if (w > mx) mx = w;
+        }
+        for (int c = 0; c < f->feat; c++) phi[c] = (float)exp((double)f->tmp[c] - mx);
+        return mx;
+    }
+    }
+    return 0.0;
+}
+
+void kvs_fmap_accumulate(const kvs_fmap *f, const float *k, const float *v, int64_t j0, int64_t j1,
+                         float sign, float *S, float *u, float *phi) {
+    int d = f->d, D = f->D;
+    for (int64_t j = j0; j < j1; j++) {
+        kvs_fmap_key(f, k + (size_t)j * (size_t)d, phi);
+        const float *vj = v + (size_t)j * (size_t)d;
+        for (int a = 0; a < D; a++) {
+            float w = sign * phi[a];
+            if (w == 0.0f) continue;
+            u[a] += w;
+            float *Sa = S + (size_t)a * (size_t)d;
+            for (int i = 0; i < d; i++) Sa[i] += w * vj[i];
+        }
+    }
+}

@@ -1,0 +1,473 @@
+/* kvs_method.c — the attention methods of kvs_method.h on top of the
+ * kernels (kvs_attn.h) and feature maps (kvs_fmap.h).  Definitions:
+ * models/METHODS.md.  All scratch is allocated in kvs_method_new; step()
+ * does not allocate (a change of logit scale between prepare() and step()
+ * refits the completion map once, which does). */
+#include "kvs_method.h"
+#include "kvs_attn.h"
+#include "kvs_fmap.h"
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct kvs_method {
+    kvs_method_opts o;
+    int d, g, n_ctx_max;
+    const float *k, *v;
+    int n_ctx, T0;
+    int64_t sink_cut, win_cut;   /* anchors after the budget cut */
+    int64_t sum_lo, sum_hi;      /* completion summary region */
+    /* scratch */
+    float *logits;               /* [g, n_ctx_max] */
+    float *score;                /* [n_ctx_max] group score / page score */
+    int32_t *sel;                /* [n_ctx_max] retrieved */
+    int32_t *idx;                /* [n_ctx_max] exact set */
+    int32_t *scr;                /* [n_ctx_max] */
+    int32_t *pages;              /* [n_pages_max] */
+    int32_t *pages_tmp;          /* [n_pages_max] */
+    uint8_t *mask;               /* [n_ctx_max] */
+    float *num;                  /* [g, d] */
+    float *tmpo;                 /* [d] */
+    /* quest */
+    int64_t n_pages_max;
+    float *kmin, *kmax;          /* [n_pages_max, d] */
+    float *pmin, *pmax;          /* [d] partial page */
+    float *bound;                /* [g, n_pages_max] */
+    /* completion */
+    kvs_fmap *fm;
+    int D;
+    float *S, *u;                /* [D, d], [D] */
+    float *phiq, *phik;          /* [D] */
+    float *phiR;                 /* [n_ctx_max, D] features of retrieved summary tokens */
+    float *nhat;                 /* [d] */
+    float prep_scale;
+};
+
+/* ---- options -------------------------------------------------------------------- */
+void kvs_method_opts_default(kvs_method_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->kind = KVS_M_FULL;
+    o->budget = 0;
+    o->sinks = 4;
+    o->window = 64;
+    o->page = 16;
+    o->select = KVS_SEL_TOPK;
+    o->fmap = KVS_FMAP_FAVOR;
+    o->features = 0;
+    o->seed = 1;
+}
+
+static const char *const kind_names[] = {"full", "window", "topk", "quest", "completion"};
+static const char *const sel_names[] = {"topk", "quest"};
+static const char *const fmap_names[] = {"favor", "taylor", "fitted"};
+
+int kvs_method_kind_parse(const char *s, kvs_method_kind *out) {
+    for (int i = 0; i < 5; i++)
+        if (s && !strcmp(s, kind_names[i])) { *out = (kvs_method_kind)i; return 0; }
+    return -1;
+}
+int kvs_select_kind_parse(const char *s, kvs_select_kind *out) {
+    for (int i = 0; i < 2; i++)
+        if (s && !strcmp(s, sel_names[i])) { *out = (kvs_select_kind)i; return 0; }
+    return -1;
+}
+int kvs_fmap_kind_parse(const char *s, kvs_fmap_kind *out) {
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, fmap_names[i])) { *out = (kvs_fmap_kind)i; return 0; }
+    return -1;
+}
+const char *kvs_method_kind_name(kvs_method_kind k) { return (unsigned)k < 5 ? kind_names[k] : "?"; }
+const char *kvs_select_kind_name(kvs_select_kind k) { return (unsigned)k < 2 ? sel_names[k] : "?"; }
+const char *kvs_fmap_kind_name(kvs_fmap_kind k) { return (unsigned)k < 3 ? fmap_names[k] : "?"; }
+
+int kvs_method_opts_check(const kvs_method_opts *o, int d, char *err, size_t errlen) {
+    if ((unsigned)o->kind > KVS_M_COMPLETION) { snprintf(err, errlen, "method: unknown kind %d", (int)o->kind); return -1; }
+    if ((unsigned)o->select > KVS_SEL_QUEST) { snprintf(err, errlen, "method: unknown select %d", (int)o->select); return -1; }
+    if ((unsigned)o->fmap > KVS_FMAP_FITTED) { snprintf(err, errlen, "method: unknown feature_map %d", (int)o->fmap); return -1; }
+    if (d <= 0 || d > 4096) { snprintf(err, errlen, "method: head_dim %d out of range [1, 4096]", d); return -1; }
+    if (o->sinks < 0) { snprintf(err, errlen, "method: sinks %d < 0", o->sinks); return -1; }
+    if (o->window < 0) { snprintf(err, errlen, "method: window %d < 0", o->window); return -1; }
+    if (o->page < 1 || o->page > 1 << 20) { snprintf(err, errlen, "method: page %d out of range [1, 1048576]", o->page); return -1; }
+    if (o->features < 0) { snprintf(err, errlen, "method: features %d < 0", o->features); return -1; }
+    if (o->kind != KVS_M_FULL && o->kind != KVS_M_WINDOW && o->budget <= 0) {
+        snprintf(err, errlen, "method %s: budget must be > 0 (got %lld)", kind_names[o->kind], (long long)o->budget);
+        return -1;
+    }
+    if (o->kind == KVS_M_COMPLETION) {
+        if (o->fmap == KVS_FMAP_TAYLOR && o->features > d) {
+            snprintf(err, errlen, "method completion: taylor features (projected dim r) %d > head_dim %d", o->features, d);
+            return -1;
+        }
+        if (o->features > 65536) { snprintf(err, errlen, "method completion: features %d > 65536", o->features); return -1; }
+        if (o->fmap == KVS_FMAP_FITTED && o->features > 4096) {
+            snprintf(err, errlen, "method completion: fitted features (clusters) %d > 4096", o->features);
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* ---- lifecycle -------------------------------------------------------------------- */
+kvs_method *kvs_method_new(const kvs_method_opts *o, int d, int g, int n_ctx_max) {
+    char err[256];
+    if (kvs_method_opts_check(o, d, err, sizeof err) != 0) return NULL;
+    if (g < 1 || g > 64 || n_ctx_max < 1) return NULL;
+    kvs_method *m = calloc(1, sizeof *m);
+    if (!m) return NULL;
+    m->o = *o;
+    m->d = d;
+    m->g = g;
+    m->n_ctx_max = n_ctx_max;
+    size_t n = (size_t)n_ctx_max;
+    m->n_pages_max = (n_ctx_max + o->page - 1) / o->page;
+    size_t np = (size_t)m->n_pages_max;
+    int ok = 1;
+    ok &= (m->logits = malloc(sizeof(float) * n * (size_t)g)) != NULL;
+    ok &= (m->score = malloc(sizeof(float) * n)) != NULL;
+    ok &= (m->sel = malloc(sizeof(int32_t) * n)) != NULL;
+    ok &= (m->idx = malloc(sizeof(int32_t) * n)) != NULL;
+    ok &= (m->scr = malloc(sizeof(int32_t) * n)) != NULL;
+    ok &= (m->mask = calloc(n, 1)) != NULL;
+    ok &= (m->num = malloc(sizeof(float) * (size_t)g * (size_t)d)) != NULL;
+    ok &= (m->tmpo = malloc(sizeof(float) * (size_t)d)) != NULL;
+    if (ok && (o->kind == KVS_M_QUEST || (o->kind == KVS_M_COMPLETION && o->select == KVS_SEL_QUEST))) {
+        ok &= (m->kmin = malloc(sizeof(float) * np * (size_t)d)) != NULL;
+        ok &= (m->kmax = malloc(sizeof(float) * np * (size_t)d)) != NULL;
+        ok &= (m->pmin = malloc(sizeof(float) * (size_t)d)) != NULL;
+        ok &= (m->pmax = malloc(sizeof(float) * (size_t)d)) != NULL;
+        ok &= (m->bound = malloc(sizeof(float) * np * (size_t)g)) != NULL;
+        ok &= (m->pages = malloc(sizeof(int32_t) * np)) != NULL;
+        ok &= (m->pages_tmp = malloc(sizeof(int32_t) * np)) != NULL;
+    }
+    if (ok && o->kind == KVS_M_COMPLETION) {
+        m->fm = kvs_fmap_new(o->fmap, d, o->features, o->seed, n_ctx_max, err, sizeof err);
+        ok &= m->fm != NULL;
+        if (ok) {
+            m->D = kvs_fmap_dim(m->fm);
+            size_t D = (size_t)m->D;
+            ok &= (m->S = calloc(D * (size_t)d, sizeof(float))) != NULL;
+            ok &= (m->u = calloc(D, sizeof(float))) != NULL;
+            ok &= (m->phiq = malloc(sizeof(float) * D)) != NULL;
+            ok &= (m->phik = malloc(sizeof(float) * D)) != NULL;
+            ok &= (m->nhat = malloc(sizeof(float) * (size_t)d)) != NULL;
+            /* retrieved tokens are at most min(budget, n_ctx_max) */
+            size_t nr = (size_t)(o->budget < n_ctx_max ? o->budget : n_ctx_max);
+            ok &= (m->phiR = malloc(sizeof(float) * (nr ? nr : 1) * D)) != NULL;
+        }
+    }
+    if (!ok) { kvs_method_free(m); return NULL; }
+    return m;
+}
+
+void kvs_method_free(kvs_method *m) {
+    if (!m) return;
+    free(m->logits); free(m->score); free(m->sel); free(m->idx); free(m->scr); free(m->mask);
+    free(m->num); free(m->tmpo);
+    free(m->kmin); free(m->kmax); free(m->pmin); free(m->pmax); free(m->bound); free(m->pages); free(m->pages_tmp);
+    kvs_fmap_free(m->fm);
+    free(m->S); free(m->u); free(m->phiq); free(m->phik); free(m->phiR); free(m->nhat);
+    free(m);
+}
+
+/* anchors after the budget cut (independent of p; header definitions) */
+static void cut_anchors(const kvs_method_opts *o, int64_t *sinks, int64_t *win) {
+    int64_t s = o->sinks, w = o->window, B = o->budget;
+    if (o->kind == KVS_M_FULL || (o->kind == KVS_M_WINDOW && B <= 0)) { *sinks = s; *win = w; return; }
+    if (B < s + w) {
+        s = s < B ? s : B;
+        w = B - s;
+    }
+    *sinks = s;
+    *win = w;
+}
+
+static void build_summary(kvs_method *m, float scale) {
+    size_t D = (size_t)m->D, d = (size_t)m->d;
+    int64_t n = m->sum_hi - m->sum_lo;
+    kvs_fmap_fit(m->fm, m->k + (size_t)m->sum_lo * d, n, scale);
+    memset(m->S, 0, sizeof(float) * D * d);
+    memset(m->u, 0, sizeof(float) * D);
+    kvs_fmap_accumulate(m->fm, m->k, m->v, m->sum_lo, m->sum_hi, 1.0f, m->S, m->u, m->phik);
+    m->prep_scale = scale;
+}
+
+void kvs_method_prepare(kvs_method *m, const float *k, const float *v, int n_ctx, int T0) {
+    assert(m && k && v && n_ctx >= 1 && n_ctx <= m->n_ctx_max && T0 >= 0 && T0 <= n_ctx);
+    m->k = k;
+    m->v = v;
+    m->n_ctx = n_ctx;
+    m->T0 = T0;
+    cut_anchors(&m->o, &m->sink_cut, &m->win_cut);
+    m->sum_lo = m->sink_cut < T0 ? m->sink_cut : T0;
+    m->sum_hi = T0 - m->win_cut;
+    if (m->sum_hi < m->sum_lo) m->sum_hi = m->sum_lo;
+    if (m->kmin) kvs_quest_meta(k, n_ctx, m->d, m->o.page, m->kmin, m->kmax);
+    if (m->fm) build_summary(m, 1.0f / sqrtf((float)m->d));
+}
+
+void kvs_method_anchors(const kvs_method *m, int p, int64_t *sink_end, int64_t *win_start) {
+    int64_t n = (int64_t)p + 1;
+    int full = m->o.kind == KVS_M_FULL || (m->o.budget > 0 && m->o.budget >= n);
+    if (full) { *sink_end = n; *win_start = n; return; }
+    int64_t se = m->sink_cut < n ? m->sink_cut : n;
+    int64_t ws = n - m->win_cut;
+    if (ws < se) ws = se;
+    *sink_end = se;
+    *win_start = ws;
+}
+
+int64_t kvs_method_param_bytes(const kvs_method *m) { return m->fm ? kvs_fmap_param_bytes(m->fm) : 0; }
+
+double kvs_method_summary_token_eq(const kvs_method *m, int kv_elem_bytes) {
+    if (!m->fm) return 0.0;
+    double bytes = 4.0 * ((double)m->D * m->d + m->D);
+    return bytes / (2.0 * m->d * kv_elem_bytes);
+}
+
+/* ---- selection ------------------------------------------------------------------------- */
+/* merge sort of page ids by (score desc, id asc); no allocation */
+static void sort_pages(int32_t *a, int64_t n, const float *sc, int32_t *tmp) {
+    for (int64_t w = 1; w < n; w *= 2) {
+        for (int64_t lo = 0; lo < n; lo += 2 * w) {
+            int64_t mid = lo + w < n ? lo + w : n, hi = lo + 2 * w < n ? lo + 2 * w : n;
+            int64_t i = lo, j = mid, t = lo;
+            while (i < mid && j < hi) {
+                int32_t x = a[i], y = a[j];
+                int take_x = sc[x] > sc[y] || (sc[x] == sc[y] && x < y);
+                tmp[t++] = take_x ? a[i++] : a[j++];
+            }
+            while (i < mid) tmp[t++] = a[i++];
+            while (j < hi) tmp[t++] = a[j++];
+        }
+        memcpy(a, tmp, sizeof(int32_t) * (size_t)n);
+    }
+}
+
+/* Top-K mid tokens by the group sum of softmax probabilities. */
+static int64_t select_topk(kvs_method *m, int64_t n, int64_t mlo, int64_t mhi, int64_t K,
+                           const double *mx, const double *Z) {
+    int64_t nm = mhi - mlo;
+    for (int64_t j = 0; j < nm; j++) m->score[j] = 0.0f;
+    for (int h = 0; h < m->g; h++) {
+        const float *s = m->logits + (size_t)h * (size_t)m->n_ctx_max;
+        double iz = 1.0 / Z[h];
+        for (int64_t j = 0; j < nm; j++) m->score[j] += (float)(exp((double)s[mlo + j] - mx[h]) * iz);
+    }
+    (void)n;
+    int64_t r = kvs_topk(m->score, nm, K, m->sel, m->scr);
+    for (int64_t t = 0; t < r; t++) m->sel[t] += (int32_t)mlo;
+    return r;
+}
+
+/* Quest: pages overlapping the mid region ranked by the group sum of each
+ * head's softmax over scale * page bound; mid tokens of the ranked pages
+ * are taken until K (the last page truncated to its lowest positions). */
+static int64_t select_quest(kvs_method *m, const float *q, float scale, int64_t n, int64_t mlo,
+                            int64_t mhi, int64_t K, int64_t *meta_bytes) {
+    int d = m->d, page = m->o.page;
+    int64_t P0 = mlo / page, P1 = (mhi - 1) / page, npg = P1 - P0 + 1;
+    *meta_bytes = npg * 2 * d * 2;
+    for (int h = 0; h < m->g; h++) {
+        float *b = m->bound + (size_t)h * (size_t)m->n_pages_max;
+        const float *qh = q + (size_t)h * (size_t)d;
+        for (int64_t P = P0; P <= P1; P++) {
+            if ((P + 1) * page > n) { /* page holding p: only the visible part */
+                kvs_quest_meta(m->k + (size_t)P * (size_t)page * (size_t)d, n - P * page, d, page, m->pmin, m->pmax);
+                kvs_quest_bound(qh, m->pmin, m->pmax, 1, d, &b[P - P0]);
+            } else {
+                kvs_quest_bound(qh, m->kmin + (size_t)P * (size_t)d, m->kmax + (size_t)P * (size_t)d, 1, d, &b[P - P0]);
+            }
+        }
+    }
+    for (int64_t t = 0; t < npg; t++) m->score[t] = 0.0f;
+    for (int h = 0; h < m->g; h++) {
+        const float *b = m->bound + (size_t)h * (size_t)m->n_pages_max;
+        double mxb = -INFINITY, z = 0.0;
+        for (int64_t t = 0; t < npg; t++) mxb = (double)b[t] > mxb ? (double)b[t] : mxb;
+        for (int64_t t = 0; t < npg; t++) z += exp((double)scale * ((double)b[t] - mxb));
+        for (int64_t t = 0; t < npg; t++) m->score[t] += (float)(exp((double)scale * ((double)b[t] - mxb)) / z);
+    }
+    for (int64_t t = 0; t < npg; t++) m->pages[t] = (int32_t)t;
+    sort_pages(m->pages, npg, m->score, m->pages_tmp);
+    int64_t r = 0;
+    for (int64_t t = 0; t < npg && r < K; t++) {
+        int64_t P = P0 + m->pages[t];
+        int64_t j0 = P * page > mlo ? P * page : mlo, j1 = (P + 1) * page < mhi ? (P + 1) * page : mhi;
+        for (int64_t j = j0; j < j1 && r < K; j++) { m->mask[j] = 1; r++; }
+    }
+    /* ascending order via the mask */
+    int64_t t = 0;
+    for (int64_t j = mlo; j < mhi; j++)
+        if (m->mask[j]) { m->sel[t++] = (int32_t)j; m->mask[j] = 0; }
+    assert(t == r);
+    return r;
+}
+
+/* ---- completion estimate ------------------------------------------------------------------ */
+/* phi_k of the retrieved tokens inside the summary region -> phiR; returns count */
+static int64_t retrieved_features(kvs_method *m, const int32_t *sel, int64_t n_sel) {
+    int64_t c = 0;
+    for (int64_t t = 0; t < n_sel; t++) {
+        if (sel[t] < m->sum_lo || sel[t] >= m->sum_hi) continue;
+        kvs_fmap_key(m->fm, m->k + (size_t)sel[t] * (size_t)m->d, m->phiR + (size_t)c * (size_t)m->D);
+        m->scr[c++] = sel[t];
+    }
+    return c;
+}
+
+/* Estimate for one query: e^{*c} * (*dhat) ~ sum_U e^s, e^{*c} * nhat ~ sum_U e^s v.
+ * Returns 0 when there is no (positive) estimate. */
+static int estimate(kvs_method *m, const float *qh, int64_t n_r, double *c, double *dhat) {
+    int D = m->D, d = m->d;
+    *c = kvs_fmap_query(m->fm, qh, m->phiq);
+    double du = 0.0;
+    for (int a = 0; a < D; a++) du += (double)m->phiq[a] * (double)m->u[a];
+    double nh[4096];
+    for (int i = 0; i < d; i++) nh[i] = 0.0;
+    for (int a = 0; a < D; a++) {
+        double w = m->phiq[a];
+        if (w == 0.0) continue;
+        const float *Sa = m->S + (size_t)a * (size_t)d;
+        for (int i = 0; i < d; i++) nh[i] += w * (double)Sa[i];
+    }
+    /* subtraction of the retrieved tokens' feature terms (S_U = S_M - ..., u_U = u_M - ...),
+     * applied through phi_q: phi_q^T S_U = phi_q^T S_M - sum_R (phi_q . phi_k(k_j)) v_j */
+    for (int64_t t = 0; t < n_r; t++) {
+        const float *pk = m->phiR + (size_t)t * (size_t)D;
+        double w = 0.0;
+        for (int a = 0; a < D; a++) w += (double)m->phiq[a] * (double)pk[a];
+        if (w == 0.0) continue;
+        du -= w;
+        const float *vj = m->v + (size_t)m->scr[t] * (size_t)d;
+        for (int i = 0; i < d; i++) nh[i] -= w * (double)vj[i];
+    }
+    for (int i = 0; i < d; i++) m->nhat[i] = (float)nh[i];
+    *dhat = du > 0.0 ? du : 0.0;   /* clamp: the estimate of a mass is never negative */
+    return *dhat > 0.0;
+}
+
+/* ---- step ----------------------------------------------------------------------------------- */
+void kvs_method_step(kvs_method *m, const float *q, int p, float scale, float *o, kvs_step_out *out) {
+    assert(m && m->k && q && o && out && p >= 0 && p < m->n_ctx && scale > 0.0f);
+    const int g = m->g, d = m->d;
+    const int64_t n = (int64_t)p + 1;
+    if (m->fm && scale != m->prep_scale) build_summary(m, scale);
+    memset(out, 0, sizeof *out);
+    double mx[64], Z[64];
+    /* all logits and the true softmax statistics (the oracle and the metrics need them) */
+    for (int h = 0; h < g; h++) {
+        float *s = m->logits + (size_t)h * (size_t)m->n_ctx_max;
+        kvs_attn_logits(q + (size_t)h * (size_t)d, m->k, n, d, scale, s);
+        double mh = -INFINITY;
+        for (int64_t j = 0; j < n; j++) mh = (double)s[j] > mh ? (double)s[j] : mh;
+        double z = 0.0, zs = 0.0;
+        for (int64_t j = 0; j < n; j++) {
+            double e = exp((double)s[j] - mh);
+            z += e;
+            zs += e * ((double)s[j] - mh);
+        }
+        mx[h] = mh;
+        Z[h] = z;
+        double H = log(z) - zs / z;
+        out->entropy[h] = n > 1 ? H / log((double)n) : 0.0;
+    }
+    int64_t se, ws;
+    kvs_method_anchors(m, p, &se, &ws);
+    int64_t n_anchor = se + (n - ws), nm = ws - se;
+    int64_t K = 0, n_sel = 0;
+    if (nm > 0 && (m->o.kind == KVS_M_TOPK || m->o.kind == KVS_M_QUEST || m->o.kind == KVS_M_COMPLETION)) {
+        K = m->o.budget - n_anchor;
+        if (K < 0) K = 0;
+        if (K > nm) K = nm;
+    }
+    if (K > 0) {
+        int quest = m->o.kind == KVS_M_QUEST || (m->o.kind == KVS_M_COMPLETION && m->o.select == KVS_SEL_QUEST);
+        if (quest) n_sel = select_quest(m, q, scale, n, se, ws, K, &out->meta_bytes);
+        else n_sel = select_topk(m, n, se, ws, K, mx, Z);
+    }
+    /* exact set E = sinks + retrieved + window, ascending */
+    int64_t ni = 0;
+    for (int64_t j = 0; j < se; j++) m->idx[ni++] = (int32_t)j;
+    for (int64_t t = 0; t < n_sel; t++) m->idx[ni++] = m->sel[t];
+    for (int64_t j = ws; j < n; j++) m->idx[ni++] = (int32_t)j;
+    out->idx = m->idx;
+    out->n_idx = ni;
+    out->tokens_exact = ni;
+    /* regions for the metrics: summary region [slo, shi) inside mid, the rest of mid */
+    int64_t slo = m->sum_lo > se ? m->sum_lo : se, shi = m->sum_hi < ws ? m->sum_hi : ws;
+    if (shi < slo) shi = slo;
+    for (int h = 0; h < g; h++) {
+        const float *s = m->logits + (size_t)h * (size_t)m->n_ctx_max;
+        double iz = 1.0 / Z[h], me = 0.0, reg = 0.0, rest = 0.0, rin = 0.0, rout = 0.0;
+        for (int64_t t = 0; t < ni; t++) me += exp((double)s[m->idx[t]] - mx[h]);
+        for (int64_t j = slo; j < shi; j++) reg += exp((double)s[j] - mx[h]);
+        for (int64_t j = shi; j < ws; j++) rest += exp((double)s[j] - mx[h]);
+        for (int64_t j = se; j < slo; j++) rest += exp((double)s[j] - mx[h]);
+        for (int64_t t = 0; t < n_sel; t++) {
+            double e = exp((double)s[m->sel[t]] - mx[h]);
+            if (m->sel[t] >= slo && m->sel[t] < shi) rin += e; else rout += e;
+        }
+        out->exact_mass[h] = me * iz;
+        double tr = (reg - rin) * iz, dr = (rest - rout) * iz;
+        out->true_resid_mass[h] = tr > 0.0 ? tr : 0.0;
+        out->dropped_mass[h] = dr > 0.0 ? dr : 0.0;
+    }
+    /* outputs */
+    int64_t n_r = 0, n_U = 0;
+    int completion = m->o.kind == KVS_M_COMPLETION && ni < n;
+    if (completion) {
+        n_r = retrieved_features(m, m->sel, n_sel);
+        n_U = (m->sum_hi - m->sum_lo) - n_r;
+        out->summary_bytes = 4 * ((int64_t)m->D * d + m->D);
+        out->param_bytes = kvs_fmap_param_bytes(m->fm);
+    }
+    for (int h = 0; h < g; h++) {
+        const float *s = m->logits + (size_t)h * (size_t)m->n_ctx_max;
+        float me, de, *nu = m->num + (size_t)h * (size_t)d;
+        kvs_attn_subset_logits(s, m->v, d, m->idx, ni, &me, &de, nu);
+        double c = 0.0, dh = 0.0;
+        if (completion && n_U > 0 && estimate(m, q + (size_t)h * (size_t)d, n_r, &c, &dh))
+            out->est_mass[h] = kvs_attn_merge(me, de, nu, c, dh, m->nhat, d, o + (size_t)h * (size_t)d);
+        else
+            kvs_attn_merge(me, de, nu, 0.0, 0.0, NULL, d, o + (size_t)h * (size_t)d);
+    }
+}
+
+void kvs_method_step_given(kvs_method *m, const float *q, int p, float scale, const int32_t *sel,
+                           int64_t n_sel, float *o) {
+    assert(m && m->k && q && o && p >= 0 && p < m->n_ctx && scale > 0.0f && n_sel >= 0);
+    const int g = m->g, d = m->d;
+    const int64_t n = (int64_t)p + 1;
+    int64_t se, ws;
+    kvs_method_anchors(m, p, &se, &ws);
+    if (se == n) {
+        kvs_attn_full(q, g, m->k, m->v, n, d, scale, o);
+        return;
+    }
+    if (m->fm && scale != m->prep_scale) build_summary(m, scale);
+    int64_t ni = 0;
+    for (int64_t j = 0; j < se; j++) m->idx[ni++] = (int32_t)j;
+    for (int64_t t = 0; t < n_sel; t++) {
+        assert(sel[t] >= se && sel[t] < ws && (t == 0 || sel[t] > sel[t - 1]));
+        m->idx[ni++] = sel[t];
+    }
+    for (int64_t j = ws; j < n; j++) m->idx[ni++] = (int32_t)j;
+    int64_t n_r = 0, n_U = 0;
+    int completion = m->o.kind == KVS_M_COMPLETION;
+    if (completion) {
+        n_r = retrieved_features(m, sel, n_sel);
+        n_U = (m->sum_hi - m->sum_lo) - n_r;
+    }
+    for (int h = 0; h < g; h++) {
+        float me, de, *nu = m->num + (size_t)h * (size_t)d;
+        const float *qh = q + (size_t)h * (size_t)d;
+        kvs_attn_subset(qh, m->k, m->v, d, scale, m->idx, ni, &me, &de, nu);
+        double c = 0.0, dh = 0.0;
+        if (completion && n_U > 0 && estimate(m, qh, n_r, &c, &dh))
+            kvs_attn_merge(me, de, nu, c, dh, m->nhat, d, o + (size_t)h * (size_t)d);
+        else
+            kvs_attn_merge(me, de, nu, 0.0, 0.0, NULL, d, o + (size_t)h * (size_t)d);
+    }
+}

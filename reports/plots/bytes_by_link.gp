@@ -1,0 +1,9 @@
+# bytes_by_link.gp — one line per (method, link).
+set title "Bytes per decode step by link" noenhanced
+set xlabel "budget B (tokens)"
+set ylabel "bytes per decode step"
+set logscale xy
+set format y "%.0s%cB"
+set grid
+set key outside right noenhanced
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)

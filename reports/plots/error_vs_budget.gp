@@ -1,0 +1,8 @@
+# error_vs_budget.gp — one line per method (series = method).
+set title "Attention output error vs budget" noenhanced
+set xlabel "budget B (tokens read exactly per step, layer, KV head)"
+set ylabel "mean relative L2 error"
+set logscale xy
+set grid
+set key top right noenhanced
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)

@@ -1,0 +1,8 @@
+# latency_vs_bw.gp — one line per (method, SSD share).
+set title "Decode step latency vs host-to-GPU bandwidth" noenhanced
+set xlabel "host-to-GPU link bandwidth (GB/s)"
+set ylabel "mean step latency (us)"
+set logscale xy
+set grid
+set key outside right noenhanced
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)

@@ -1,0 +1,113 @@
+/* kvs_trace.h — reading and writing kvtrace v1 files (traces/FORMAT.md).
+ *
+ * Reader contract:
+ *   kvs_trace_open() opens FILE read-only and checks its STRUCTURE before
+ *   returning: every required root attribute present with the right class,
+ *   kvtrace_version == 1, positive dimensions within sane limits,
+ *   n_heads % n_kv_heads == 0, rope "applied"|"none", and for every layer the
+ *   datasets k, v, q (and o_ref when present) with the exact shapes and
+ *   float16/float32 types of the format (o_ref float32).  It does not scan
+ *   the values (use kvs_validate for NaN/Inf and o_ref checks).  After a
+ *   successful open every read below with in-range arguments touches only
+ *   checked objects, so a failure can only come from corrupt data blocks.
+ *   Reads stream: each returns exactly the requested rows as float32
+ *   (float16 is read raw and converted with kvs_f16, >10x faster than HDF5's
+ *   own conversion) and memory stays bounded by one layer's open datasets,
+ *   their chunk caches (sized so that a trace chunked across heads is
+ *   decompressed once per sweep over the heads, at most 256 MiB) and a
+ *   scratch buffer the size of the largest read.
+ *   Layouts (row-major, float32, caller-allocated):
+ *     read_kv:    k, v  [n, head_dim]            rows t0..t0+n-1 of one
+ *                                                 (layer, kv_head); k or v
+ *                                                 may be NULL to skip it
+ *     read_q:     q     [n, n_heads, head_dim]   decode steps s0..s0+n-1
+ *     read_oref:  o     [n, n_heads, head_dim]   (fails if !has_o_ref)
+ *     read_tokens tok   [n]                       positions t0..t0+n-1
+ * Writer contract:
+ *   kvs_trace_writer_new() creates "<path>.tmp.<pid>" with the root
+ *   attributes from meta (fields n_layers … rope, optional strings when
+ *   non-empty, rope_theta when > 0, position_offset when > 0, o_ref
+ *   datasets when has_o_ref, tokens when has_tokens) and every dataset
+ *   pre-created: k/v chunked one head per chunk (1, min(T,1024), d),
+ *   q/o_ref chunked by steps; gzip level 1-9 adds shuffle+deflate, 0 none.
+ *   dtype_bytes 2 stores k, v, q as float16 (round to nearest even), 4 as
+ *   float32; o_ref is always float32.  put_* calls for one dataset must come
+ *   in order without gaps (t0 / s0 continuing where the previous call
+ *   ended); finish() checks that every dataset was written completely, then
+ *   closes the file and renames it to path atomically.  free() without a
+ *   successful finish() removes the temporary file, so a half-written trace
+ *   never appears under its final name.  Values are not checked for NaN.
+ * Ownership: handles are opaque; kvs_trace_close / kvs_trace_writer_free
+ *   release everything (NULL is a no-op).  A handle is not thread-safe.
+ * Errors: functions returning int give 0 on success or -1 with one line
+ *   "FILE: OBJECT: problem" in err (caller-owned, errlen bytes).  Bad
+ *   arguments (layer out of range, rows past the end) are errors too, not
+ *   assertions, since they often come from user options.  HDF5's own error
+ *   printing is switched off process-wide on first use. */
+#ifndef KVS_TRACE_H
+#define KVS_TRACE_H
+#include <stddef.h>
+#include <stdint.h>
+
+#define KVS_TRACE_STR 256
+
+typedef struct {
+    int n_layers, n_heads, n_kv_heads, head_dim;
+    long prefill_len;             /* T0 */
+    long n_decode;                /* S; k/v hold T0+S rows */
+    double softmax_scale;
+    char rope[16];                /* "applied" | "none" */
+    char rope_style[16];          /* "interleaved" | "half" | "" (absent) */
+    double rope_theta;            /* 0 when absent */
+    long position_offset;         /* original position of row 0 (cut traces), 0 default */
+    char model[KVS_TRACE_STR];    /* "" when absent */
+    char source[KVS_TRACE_STR];   /* "" when absent */
+    int kv_dtype_bytes;           /* 2 (float16) or 4 (float32): k and v of layer 0 */
+    int q_dtype_bytes;            /* 2 or 4: q of layer 0 */
+    int has_o_ref;                /* every layer has o_ref */
+    int has_tokens;
+} kvs_trace_meta;
+
+typedef struct kvs_trace kvs_trace;
+
+int kvs_trace_open(const char *path, kvs_trace **out, char *err, size_t errlen);
+void kvs_trace_close(kvs_trace *t);
+const kvs_trace_meta *kvs_trace_get_meta(const kvs_trace *t);
+const char *kvs_trace_path(const kvs_trace *t);
+/* T0 + S */
+long kvs_trace_len(const kvs_trace *t);
+int kvs_trace_read_kv(kvs_trace *t, int layer, int kv_head, long t0, long n, float *k, float *v,
+                      char *err, size_t errlen);
+int kvs_trace_read_q(kvs_trace *t, int layer, long s0, long n, float *q, char *err, size_t errlen);
+int kvs_trace_read_oref(kvs_trace *t, int layer, long s0, long n, float *o, char *err, size_t errlen);
+int kvs_trace_read_tokens(kvs_trace *t, long t0, long n, int32_t *tok, char *err, size_t errlen);
+
+/* Storage facts for `kvsim trace info` (of layer_000/k). */
+typedef struct {
+    long long file_bytes;
+    int chunk_rank;
+    unsigned long long chunk[3];   /* zeros when contiguous */
+    int gzip_level;                /* -1 none */
+    int shuffle;
+    long long kv_stored_bytes;     /* sum over layers of k and v storage sizes */
+} kvs_trace_storage;
+int kvs_trace_get_storage(kvs_trace *t, kvs_trace_storage *st, char *err, size_t errlen);
+
+/* ---- writer ---- */
+typedef struct kvs_trace_writer kvs_trace_writer;
+
+int kvs_trace_writer_new(const char *path, const kvs_trace_meta *meta, int dtype_bytes, int gzip_level,
+                         kvs_trace_writer **out, char *err, size_t errlen);
+/* k, v: [n, head_dim] rows t0..t0+n-1 of (layer, kv_head) */
+int kvs_trace_writer_put_kv(kvs_trace_writer *w, int layer, int kv_head, long t0, long n,
+                            const float *k, const float *v, char *err, size_t errlen);
+/* q, o: [n, n_heads, head_dim] steps s0..s0+n-1 of layer */
+int kvs_trace_writer_put_q(kvs_trace_writer *w, int layer, long s0, long n, const float *q,
+                           char *err, size_t errlen);
+int kvs_trace_writer_put_oref(kvs_trace_writer *w, int layer, long s0, long n, const float *o,
+                              char *err, size_t errlen);
+int kvs_trace_writer_put_tokens(kvs_trace_writer *w, long t0, long n, const int32_t *tok,
+                                char *err, size_t errlen);
+int kvs_trace_writer_finish(kvs_trace_writer *w, char *err, size_t errlen);
+void kvs_trace_writer_free(kvs_trace_writer *w);
+#endif

@@ -1,0 +1,49 @@
+/* kvs_validate.h — check a file against every rule of kvtrace v1
+ * (traces/FORMAT.md).
+ *
+ * Contract: kvs_validate_file() never stops at the first problem: it checks
+ *   1. root attributes: presence of the required ones and the class of every
+ *      known one (integer / float / string, one element), kvtrace_version
+ *      == 1, positive dimensions, n_heads % n_kv_heads == 0, rope value
+ *      ("applied"|"none"), rope_style value, positive rope_theta/scale;
+ *   2. every group layer_%03d for l < n_layers with datasets k, v
+ *      [n_kv_heads, T0+S, head_dim], q [S, n_heads, head_dim] of float16 or
+ *      float32, optional o_ref [S, n_heads, head_dim] float32, optional root
+ *      tokens integer [T0+S];
+ *   3. when 1-2 hold: every value of every dataset finite (streamed one head
+ *      and a block of rows at a time, memory bounded);
+ *   4. with opts->check_ref and when 1-3 hold: o_ref against full causal GQA
+ *      attention recomputed in double from the stored tensors; the largest
+ *      per-row relative L2 error ||o_ref - o|| / ||o|| of each layer must be
+ *      <= ref_tol (default 1e-3).
+ *   Each problem is one line "FILE: OBJECT: RULE: detail" written to `out`
+ *   (when non-NULL; at most 20 lines per rule and object, then a count).
+ *   With opts->info non-NULL, per-layer o_ref figures go there as
+ *   "FILE: /layer_003/o_ref: max rel L2 2.1e-07 over 768 rows".
+ *   Returns 0 when valid, 1 when any problem was found (res filled in
+ *   either case; res may be NULL).
+ * Ownership: caller owns everything passed in; nothing is kept.
+ * Errors: an unreadable or non-HDF5 file is a problem of the file (return
+ *   1), never a crash. */
+#ifndef KVS_VALIDATE_H
+#define KVS_VALIDATE_H
+#include <stdio.h>
+
+typedef struct {
+    int check_ref;        /* recompute o_ref (cost S*n_heads*T*head_dim per layer) */
+    double ref_tol;       /* <= 0: 1e-3 */
+    FILE *info;           /* per-layer o_ref figures, or NULL */
+} kvs_validate_opts;
+
+typedef struct {
+    int n_problems;
+    int structure_ok;      /* rules 1-2 hold */
+    int values_ok;         /* rule 3 checked and holds */
+    long long values_scanned;
+    int ref_checked;       /* rule 4 ran (o_ref present in every layer) */
+    double ref_max_rel_l2; /* over all layers, when ref_checked */
+    char first[512];       /* first problem line ("" when valid) */
+} kvs_validate_result;
+
+int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out, kvs_validate_result *res);
+#endif
