@@ -67,38 +67,151 @@ void kvs_attn_logits(const float *q, const float *k, int64_t n, int d, float sca
 }
 
 /* ---- full attention -------------------------------------------------------- */
+#if defined(__AVX2__) && defined(__FMA__)
+/* e^x for 8 floats: range reduction x = n ln2 + r, degree-6 polynomial on
+ * |r| <= ln2/2 (relative error ~2e-7), x clamped to [-87.3, 88.7]. */
+static inline __m256 exp256(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
+    __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
+                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(fx, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    __m256 r2 = _mm256_mul_ps(r, r);
+    __m256 y = _mm256_add_ps(_mm256_fmadd_ps(p, r2, r), _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(fx), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(y, _mm256_castsi256_ps(e));
+}
+
+/* sums of 4 vectors -> (s0, s1, s2, s3) */
+static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+    __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
+    __m256 t2 = _mm256_hadd_ps(t0, t1);
+    return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
+}
+
+/* one block of nb <= 64 tokens for one query; d % 8 == 0 */
+static void full_block_avx(const float *qh, const float *kb, const float *vb, int nb, int d, float scale,
+                           float *m, float *den, float *oh) {
+    float s[KVS_ATTN_BLK] __attribute__((aligned(32)));
+    int j = 0;
+    for (; j + 4 <= nb; j += 4) {
+        const float *k0 = kb + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) {
+            __m256 qv = _mm256_loadu_ps(qh + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * d + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * d + i), a3);
+        }
+        _mm_store_ps(s + j, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+    }
+    for (; j < nb; j++) s[j] = scale * dot_f32(qh, kb + (size_t)j * (size_t)d, d);
+    float bm = -INFINITY;
+    for (j = 0; j < nb; j++) bm = s[j] > bm ? s[j] : bm;
+    float mn = bm > *m ? bm : *m;
+    float alpha = (*m == -INFINITY) ? 0.0f : expf(*m - mn);
+    *m = mn;
+    float dsum = 0.0f;
+    j = 0;
+    __m256 vm = _mm256_set1_ps(mn), vs = _mm256_setzero_ps();
+    for (; j + 8 <= nb; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(s + j), vm));
+        _mm256_store_ps(s + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(vs), _mm256_extractf128_ps(vs, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        dsum = _mm_cvtss_f32(h);
+    }
+    for (; j < nb; j++) { s[j] = expf(s[j] - mn); dsum += s[j]; }
+    *den = *den * alpha + dsum;
+    /* o = o * alpha + sum_j e_j v_j, 32 channels at a time */
+    __m256 va = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(oh + i), va), o1 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 8), va);
+        __m256 o2 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 16), va), o3 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 24), va);
+        for (j = 0; j < nb; j++) {
+            const float *vj = vb + (size_t)j * (size_t)d + i;
+            __m256 e = _mm256_set1_ps(s[j]);
+            o0 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj), o0);
+            o1 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 8), o1);
+            o2 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 16), o2);
+            o3 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 24), o3);
+        }
+        _mm256_storeu_ps(oh + i, o0); _mm256_storeu_ps(oh + i + 8, o1);
+        _mm256_storeu_ps(oh + i + 16, o2); _mm256_storeu_ps(oh + i + 24, o3);
+    }
+    for (; i < d; i += 8) {
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(oh + i), va);
+        for (j = 0; j < nb; j++)
+            o0 = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), _mm256_loadu_ps(vb + (size_t)j * (size_t)d + i), o0);
+        _mm256_storeu_ps(oh + i, o0);
+    }
+}
+#endif
+
+/* portable block: same arithmetic with scalar expf */
+static void full_block_generic(const float *qh, const float *kb, const float *vb, int nb, int d, float scale,
+                               float *m, float *den, float *oh) {
+    float s[KVS_ATTN_BLK];
+    float bm = -INFINITY;
+    for (int j = 0; j < nb; j++) {
+        s[j] = scale * dot_f32(qh, kb + (size_t)j * (size_t)d, d);
+        bm = s[j] > bm ? s[j] : bm;
+    }
+    float mn = bm > *m ? bm : *m;
+    float alpha = (*m == -INFINITY) ? 0.0f : expf(*m - mn);
+    *m = mn;
+    *den *= alpha;
+    float e = expf(s[0] - mn);
+    *den += e;
+    scale_axpy_f32(oh, alpha, e, vb, d);
+    for (int j = 1; j < nb; j++) {
+        e = expf(s[j] - mn);
+        *den += e;
+        axpy_f32(oh, e, vb + (size_t)j * (size_t)d, d);
+    }
+}
+
 void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_t n, int d,
                    float scale, float *o) {
     assert(g >= 1 && g <= 64 && d > 0 && n >= 0);
-    float m[64], den[64], s[KVS_ATTN_BLK];
+    float m[64], den[64];
     for (int h = 0; h < g; h++) { m[h] = -INFINITY; den[h] = 0.0f; }
     memset(o, 0, sizeof(float) * (size_t)g * (size_t)d);
+#if defined(__AVX2__) && defined(__FMA__)
+    int fast = d % 8 == 0;
+#endif
+    const size_t blk_bytes = (size_t)KVS_ATTN_BLK * (size_t)d * sizeof(float);
     for (int64_t j0 = 0; j0 < n; j0 += KVS_ATTN_BLK) {
         int nb = (int)((n - j0) < KVS_ATTN_BLK ? (n - j0) : KVS_ATTN_BLK);
         const float *kb = k + (size_t)j0 * (size_t)d, *vb = v + (size_t)j0 * (size_t)d;
+        /* prefetch the block after next (K and V streams) */
+        if (j0 + 2 * KVS_ATTN_BLK < n) {
+            const char *pk = (const char *)(kb + 2 * (size_t)KVS_ATTN_BLK * (size_t)d);
+            const char *pv = (const char *)(vb + 2 * (size_t)KVS_ATTN_BLK * (size_t)d);
+            for (size_t off = 0; off < blk_bytes; off += 64) {
+                __builtin_prefetch(pk + off, 0, 0);
+                __builtin_prefetch(pv + off, 0, 0);
+            }
+        }
         for (int h = 0; h < g; h++) {
             const float *qh = q + (size_t)h * (size_t)d;
             float *oh = o + (size_t)h * (size_t)d;
-            float bm = -INFINITY;
-            for (int j = 0; j < nb; j++) {
-                s[j] = scale * dot_f32(qh, kb + (size_t)j * (size_t)d, d);
-                bm = s[j] > bm ? s[j] : bm;
-            }
-            float alpha = 1.0f;
-            if (bm > m[h]) {
-                alpha = (m[h] == -INFINITY) ? 0.0f : expf(m[h] - bm);
-                m[h] = bm;
-            }
-            den[h] *= alpha;
-            /* first token carries the rescale of the accumulator */
-            float e = expf(s[0] - m[h]);
-            den[h] += e;
-            scale_axpy_f32(oh, alpha, e, vb, d);
-            for (int j = 1; j < nb; j++) {
-                e = expf(s[j] - m[h]);
-                den[h] += e;
-                axpy_f32(oh, e, vb + (size_t)j * (size_t)d, d);
-            }
+#if defined(__AVX2__) && defined(__FMA__)
+            if (fast) { full_block_avx(qh, kb, vb, nb, d, scale, &m[h], &den[h], oh); continue; }
+#endif
+            full_block_generic(qh, kb, vb, nb, d, scale, &m[h], &den[h], oh);
         }
     }
     for (int h = 0; h < g; h++) {

@@ -1,6 +1,7 @@
 /* kvs_fmap.c — see kvs_fmap.h (math: models/METHODS.md). */
 #include "kvs_fmap.h"
 #include <assert.h>
+#include <gsl/gsl_cblas.h>
 #include <gsl/gsl_eigen.h>
 #include <gsl/gsl_linalg.h>
 #include <gsl/gsl_matrix.h>
@@ -34,9 +35,15 @@ struct kvs_fmap {
     /* fitted */
     float *cent;       /* [C, d] */
     float *var;        /* [C, d] */
-    int32_t *assign;   /* [n_fit_max] scratch */
+    int32_t *assign;   /* [n_fit_max] cluster of each fitted key (final pass) */
+    const float *fit_k;/* the fitted keys (caller's array, for the assignment cache) */
+    int64_t fit_n;
     float *tmp;        /* [max(d, D)] scratch */
+    float *chunk;      /* [KVS_FMAP_CHUNK, max(d, D)] gathered keys / projections */
+    float *cnorm;      /* [C] |c_i|^2 (fitted) */
 };
+
+#define KVS_FMAP_CHUNK 256
 
 int kvs_fmap_default_features(kvs_fmap_kind kind, int d) {
     switch (kind) {
@@ -80,8 +87,11 @@ kvs_fmap *kvs_fmap_new(kvs_fmap_kind kind, int d, int features, uint64_t seed, i
     f->seed = seed;
     f->n_fit_max = n_fit_max > 0 ? n_fit_max : 0;
     int ok = 1;
-    f->tmp = malloc(sizeof(float) * (size_t)(d > f->D ? d : f->D));
-    ok &= f->tmp != NULL;
+    size_t wmax = (size_t)(d > f->D ? d : f->D);
+    if ((size_t)feat > wmax) wmax = (size_t)feat;
+    f->tmp = malloc(sizeof(float) * wmax);
+    f->chunk = malloc(sizeof(float) * wmax * 2 * KVS_FMAP_CHUNK);
+    ok &= f->tmp != NULL && f->chunk != NULL;
     if (kind == KVS_FMAP_FAVOR) {
         f->omega = malloc(sizeof(float) * (size_t)feat * (size_t)d);
         ok &= f->omega != NULL;
@@ -93,7 +103,8 @@ kvs_fmap *kvs_fmap_new(kvs_fmap_kind kind, int d, int features, uint64_t seed, i
         f->cent = calloc((size_t)feat * (size_t)d, sizeof(float));
         f->var = calloc((size_t)feat * (size_t)d, sizeof(float));
         f->assign = malloc(sizeof(int32_t) * (size_t)(f->n_fit_max > 0 ? f->n_fit_max : 1));
-        ok &= f->cent && f->var && f->assign;
+        f->cnorm = calloc((size_t)feat, sizeof(float));
+        ok &= f->cent && f->var && f->assign && f->cnorm;
     }
     if (!ok) {
         kvs_fmap_free(f);
@@ -133,7 +144,7 @@ kvs_fmap *kvs_fmap_new(kvs_fmap_kind kind, int d, int features, uint64_t seed, i
 
 void kvs_fmap_free(kvs_fmap *f) {
     if (!f) return;
-    free(f->omega); free(f->mu); free(f->P); free(f->cent); free(f->var); free(f->assign); free(f->tmp);
+    free(f->omega); free(f->mu); free(f->P); free(f->cent); free(f->var); free(f->assign); free(f->tmp); free(f->chunk); free(f->cnorm);
     free(f);
 }
 
@@ -242,6 +253,7 @@ static void fit_kmeans(kvs_fmap *f, const float *k, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         const float *kj = k + (size_t)j * (size_t)d;
         int c = nearest(f, kj);
+        f->assign[j] = c;
         cnt[c]++;
         for (int i = 0; i < d; i++) {
             double t = (double)kj[i] - (double)f->cent[(size_t)c * (size_t)d + (size_t)i];
@@ -334,39 +346,101 @@ void kvs_fmap_fit(kvs_fmap *f, const float *k, int64_t n, float scale) {
     case KVS_FMAP_FITTED:
         assert(n <= f->n_fit_max);
         fit_kmeans(f, k, n);
+        for (int c = 0; c < f->feat; c++) {
+            double s = dotd(f->cent + (size_t)c * (size_t)f->d, f->cent + (size_t)c * (size_t)f->d, f->d);
+            f->cnorm[c] = (float)s;
+        }
         break;
     }
+    f->fit_k = k;
+    f->fit_n = n;
 }
 
-void kvs_fmap_key(const kvs_fmap *f, const float *k, float *phi) {
-    assert(f->fitted);
-    int d = f->d;
+/* phi [n, D] of the n keys stored contiguously in kc [n, d] (n <= CHUNK);
+ * fit_idx[t] >= 0 gives the fitted row of key t (fitted: cached cluster). */
+static void keys_chunk(const kvs_fmap *f, const float *kc, int64_t n, const int64_t *fit_idx, float *phi) {
+    int d = f->d, D = f->D;
+    float *proj = f->chunk + (size_t)KVS_FMAP_CHUNK * (size_t)(d > D ? d : D);
+    if ((size_t)f->feat > (size_t)(d > D ? d : D)) proj = f->chunk + (size_t)KVS_FMAP_CHUNK * (size_t)f->feat;
     switch (f->kind) {
     case KVS_FMAP_FAVOR: {
-        double inv = 1.0 / sqrt((double)f->feat), nx2 = (double)f->scale * dotd(k, k, d);
-        for (int i = 0; i < f->feat; i++) {
-            double a = (double)f->sqrt_scale * dotd(f->omega + (size_t)i * (size_t)d, k, d) - 0.5 * nx2;
-            phi[i] = (float)(inv * exp(a - f->ck));
+        /* proj [n, m] = kc [n, d] omega^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, f->feat, d, 1.0f, kc, d, f->omega, d,
+                    0.0f, phi, D);
+        double inv = 1.0 / sqrt((double)f->feat);
+        for (int64_t t = 0; t < n; t++) {
+            const float *kt = kc + (size_t)t * (size_t)d;
+            double nx2 = (double)f->scale * dotd(kt, kt, d);
+            float *pt = phi + (size_t)t * (size_t)D;
+            for (int i = 0; i < f->feat; i++)
+                pt[i] = (float)(inv * exp((double)f->sqrt_scale * (double)pt[i] - 0.5 * nx2 - f->ck));
         }
         break;
     }
     case KVS_FMAP_TAYLOR: {
-        double x[4096];
         int r = f->feat;
-        for (int t = 0; t < r; t++) {
-            double s = 0.0;
-            for (int i = 0; i < d; i++) s += (double)f->P[(size_t)t * (size_t)d + (size_t)i] * ((double)k[i] - (double)f->mu[i]);
-            x[t] = s * (double)f->sqrt_scale;
+        /* proj [n, r] = (kc - mu) P^T = kc P^T - (P mu)^T */
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, r, d, 1.0f, kc, d, f->P, d, 0.0f, proj, r);
+        double pmu[4096], x[4096];
+        for (int a = 0; a < r; a++) pmu[a] = dotd(f->P + (size_t)a * (size_t)d, f->mu, d);
+        for (int64_t t = 0; t < n; t++) {
+            for (int a = 0; a < r; a++) x[a] = ((double)proj[(size_t)t * (size_t)r + (size_t)a] - pmu[a]) * (double)f->sqrt_scale;
+            taylor_features(r, x, phi + (size_t)t * (size_t)D);
         }
-        taylor_features(r, x, phi);
         break;
     }
     case KVS_FMAP_FITTED: {
-        memset(phi, 0, sizeof(float) * (size_t)f->D);
-        phi[nearest(f, k)] = 1.0f;
+        int C = f->feat;
+        memset(phi, 0, sizeof(float) * (size_t)n * (size_t)D);
+        int need = 0;
+        for (int64_t t = 0; t < n; t++) need |= !(fit_idx && fit_idx[t] >= 0);
+        if (need) /* proj [n, C] = kc cent^T */
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)n, C, d, 1.0f, kc, d, f->cent, d, 0.0f, proj, C);
+        for (int64_t t = 0; t < n; t++) {
+            int best = 0;
+            if (fit_idx && fit_idx[t] >= 0) {
+                best = f->assign[fit_idx[t]];
+            } else {
+                float bd = INFINITY;
+                for (int c = 0; c < C; c++) {
+                    float dist = f->cnorm[c] - 2.0f * proj[(size_t)t * (size_t)C + (size_t)c];
+                    if (dist < bd) { bd = dist; best = c; }
+                }
+            }
+            phi[(size_t)t * (size_t)D + (size_t)best] = 1.0f;
+        }
         break;
     }
     }
+}
+
+/* fitted row of key position `row` of base array k, or -1 */
+static int64_t fit_row(const kvs_fmap *f, const float *k, int64_t row) {
+    if (!f->fit_k || f->fit_n == 0) return -1;
+    /* compare addresses as integers: k and fit_k may be different arrays */
+    uintptr_t a = (uintptr_t)(k + (size_t)row * (size_t)f->d), b = (uintptr_t)f->fit_k;
+    uintptr_t e = (uintptr_t)(f->fit_k + (size_t)f->fit_n * (size_t)f->d);
+    if (a < b || a >= e) return -1;
+    return (int64_t)((a - b) / (sizeof(float) * (size_t)f->d));
+}
+
+void kvs_fmap_keys(const kvs_fmap *f, const float *k, const int32_t *rows, int64_t n, float *phi) {
+    assert(f->fitted && n >= 0);
+    int d = f->d;
+    int64_t fidx[KVS_FMAP_CHUNK];
+    for (int64_t t0 = 0; t0 < n; t0 += KVS_FMAP_CHUNK) {
+        int64_t nb = n - t0 < KVS_FMAP_CHUNK ? n - t0 : KVS_FMAP_CHUNK;
+        for (int64_t t = 0; t < nb; t++) {
+            int64_t r = rows ? rows[t0 + t] : t0 + t;
+            memcpy(f->chunk + (size_t)t * (size_t)d, k + (size_t)r * (size_t)d, sizeof(float) * (size_t)d);
+            fidx[t] = f->kind == KVS_FMAP_FITTED ? fit_row(f, k, r) : -1;
+        }
+        keys_chunk(f, f->chunk, nb, fidx, phi + (size_t)t0 * (size_t)f->D);
+    }
+}
+
+void kvs_fmap_key(const kvs_fmap *f, const float *k, float *phi) {
+    kvs_fmap_keys(f, k, NULL, 1, phi);
 }
 
 double kvs_fmap_query(const kvs_fmap *f, const float *q, float *phi) {
@@ -415,15 +489,19 @@ double kvs_fmap_query(const kvs_fmap *f, const float *q, float *phi) {
 void kvs_fmap_accumulate(const kvs_fmap *f, const float *k, const float *v, int64_t j0, int64_t j1,
                          float sign, float *S, float *u, float *phi) {
     int d = f->d, D = f->D;
-    for (int64_t j = j0; j < j1; j++) {
-        kvs_fmap_key(f, k + (size_t)j * (size_t)d, phi);
-        const float *vj = v + (size_t)j * (size_t)d;
-        for (int a = 0; a < D; a++) {
-            float w = sign * phi[a];
-            if (w == 0.0f) continue;
-            u[a] += w;
-            float *Sa = S + (size_t)a * (size_t)d;
-            for (int i = 0; i < d; i++) Sa[i] += w * vj[i];
-        }
+    (void)phi;
+    float *ph = malloc(sizeof(float) * (size_t)KVS_FMAP_CHUNK * (size_t)D);
+    int32_t rows[KVS_FMAP_CHUNK];
+    assert(ph);
+    for (int64_t t0 = j0; t0 < j1; t0 += KVS_FMAP_CHUNK) {
+        int64_t nb = j1 - t0 < KVS_FMAP_CHUNK ? j1 - t0 : KVS_FMAP_CHUNK;
+        for (int64_t t = 0; t < nb; t++) rows[t] = (int32_t)(t0 + t);
+        kvs_fmap_keys(f, k, rows, nb, ph);
+        /* S [D, d] += sign * ph^T [D, nb] V [nb, d] */
+        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, D, d, (int)nb, sign, ph, D,
+                    v + (size_t)t0 * (size_t)d, d, 1.0f, S, d);
+        for (int64_t t = 0; t < nb; t++)
+            for (int a = 0; a < D; a++) u[a] += sign * ph[(size_t)t * (size_t)D + (size_t)a];
     }
+    free(ph);
 }

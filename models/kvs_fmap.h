@@ -55,10 +55,16 @@ int64_t kvs_fmap_param_bytes(const kvs_fmap *f);
 void kvs_fmap_fit(kvs_fmap *f, const float *k, int64_t n, float scale);
 /* phi_k(k) -> phi [D] */
 void kvs_fmap_key(const kvs_fmap *f, const float *k, float *phi);
+/* phi [n, D] of rows rows[0..n-1] of k [*, d] (rows NULL: rows 0..n-1), in
+ * blocks through BLAS.  A key that is one of the fitted keys (same address as
+ * in fit()) gets exactly the features it had in the summary (fitted: its
+ * cached cluster), so that subtraction removes exactly what was added. */
+void kvs_fmap_keys(const kvs_fmap *f, const float *k, const int32_t *rows, int64_t n, float *phi);
 /* phi_q(q) -> phi [D]; returns c(q). */
 double kvs_fmap_query(const kvs_fmap *f, const float *q, float *phi);
 /* S [D, d] += sign * sum_{j in [j0, j1)} phi_k(k_j) v_j^T, u [D] += sign *
- * sum phi_k(k_j); phi is scratch [D]. */
+ * sum phi_k(k_j) (through kvs_fmap_keys and sgemm; allocates a block buffer);
+ * phi is unused (kept for the signature). */
 void kvs_fmap_accumulate(const kvs_fmap *f, const float *k, const float *v, int64_t j0, int64_t j1,
                          float sign, float *S, float *u, float *phi);
 #endif

@@ -7,6 +7,7 @@
 #include "kvs_attn.h"
 #include "kvs_fmap.h"
 #include <assert.h>
+#include <gsl/gsl_cblas.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +41,9 @@ struct kvs_method {
     int D;
     float *S, *u;                /* [D, d], [D] */
     float *phiq, *phik;          /* [D] */
-    float *phiR;                 /* [n_ctx_max, D] features of retrieved summary tokens */
+    float *phiR;                 /* [cap_R, D] features of retrieved summary tokens */
+    int64_t cap_R;               /* min(budget, n_ctx_max): beyond it features are recomputed */
+    float *wR;                   /* [cap_R] phi_q . phi_k(k_j) */
     float *nhat;                 /* [d] */
     float prep_scale;
 };
@@ -153,8 +156,9 @@ kvs_method *kvs_method_new(const kvs_method_opts *o, int d, int g, int n_ctx_max
             ok &= (m->phik = malloc(sizeof(float) * D)) != NULL;
             ok &= (m->nhat = malloc(sizeof(float) * (size_t)d)) != NULL;
             /* retrieved tokens are at most min(budget, n_ctx_max) */
-            size_t nr = (size_t)(o->budget < n_ctx_max ? o->budget : n_ctx_max);
-            ok &= (m->phiR = malloc(sizeof(float) * (nr ? nr : 1) * D)) != NULL;
+            m->cap_R = o->budget < n_ctx_max ? o->budget : n_ctx_max;
+            ok &= (m->phiR = malloc(sizeof(float) * (size_t)(m->cap_R ? m->cap_R : 1) * D)) != NULL;
+            ok &= (m->wR = malloc(sizeof(float) * (size_t)(m->cap_R ? m->cap_R : 1))) != NULL;
         }
     }
     if (!ok) { kvs_method_free(m); return NULL; }
@@ -167,7 +171,7 @@ void kvs_method_free(kvs_method *m) {
     free(m->num); free(m->tmpo);
     free(m->kmin); free(m->kmax); free(m->pmin); free(m->pmax); free(m->bound); free(m->pages); free(m->pages_tmp);
     kvs_fmap_free(m->fm);
-    free(m->S); free(m->u); free(m->phiq); free(m->phik); free(m->phiR); free(m->nhat);
+    free(m->S); free(m->u); free(m->phiq); free(m->phik); free(m->phiR); free(m->wR); free(m->nhat);
     free(m);
 }
 
@@ -309,11 +313,9 @@ static int64_t select_quest(kvs_method *m, const float *q, float scale, int64_t 
 /* phi_k of the retrieved tokens inside the summary region -> phiR; returns count */
 static int64_t retrieved_features(kvs_method *m, const int32_t *sel, int64_t n_sel) {
     int64_t c = 0;
-    for (int64_t t = 0; t < n_sel; t++) {
-        if (sel[t] < m->sum_lo || sel[t] >= m->sum_hi) continue;
-        kvs_fmap_key(m->fm, m->k + (size_t)sel[t] * (size_t)m->d, m->phiR + (size_t)c * (size_t)m->D);
-        m->scr[c++] = sel[t];
-    }
+    for (int64_t t = 0; t < n_sel; t++)
+        if (sel[t] >= m->sum_lo && sel[t] < m->sum_hi) m->scr[c++] = sel[t];
+    kvs_fmap_keys(m->fm, m->k, m->scr, c < m->cap_R ? c : m->cap_R, m->phiR);
     return c;
 }
 
@@ -334,10 +336,18 @@ static int estimate(kvs_method *m, const float *qh, int64_t n_r, double *c, doub
     }
     /* subtraction of the retrieved tokens' feature terms (S_U = S_M - ..., u_U = u_M - ...),
      * applied through phi_q: phi_q^T S_U = phi_q^T S_M - sum_R (phi_q . phi_k(k_j)) v_j */
+    int64_t nc = n_r < m->cap_R ? n_r : m->cap_R;
+    if (nc > 0)   /* wR = phiR [nc, D] phi_q */
+        cblas_sgemv(CblasRowMajor, CblasNoTrans, (int)nc, D, 1.0f, m->phiR, D, m->phiq, 1, 0.0f, m->wR, 1);
     for (int64_t t = 0; t < n_r; t++) {
-        const float *pk = m->phiR + (size_t)t * (size_t)D;
-        double w = 0.0;
-        for (int a = 0; a < D; a++) w += (double)m->phiq[a] * (double)pk[a];
+        double w;
+        if (t < m->cap_R) {
+            w = (double)m->wR[t];
+        } else {   /* a given selection larger than the budget: features one by one */
+            kvs_fmap_key(m->fm, m->k + (size_t)m->scr[t] * (size_t)d, m->phik);
+            w = 0.0;
+            for (int a = 0; a < D; a++) w += (double)m->phiq[a] * (double)m->phik[a];
+        }
         if (w == 0.0) continue;
         du -= w;
         const float *vj = m->v + (size_t)m->scr[t] * (size_t)d;

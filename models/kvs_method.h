@@ -106,7 +106,7 @@ void kvs_method_step(kvs_method *m, const float *q, int p, float scale, float *o
 
 /* Added (kernels): the deployed-system path.  Exact attention over the
  * anchors and the given retrieved positions sel[0..n_sel-1] (ascending, each
- * inside the mid region of step p; at most budget - |anchors| of them), K/V
+ * inside the mid region of step p; any number, even beyond the budget), K/V
  * gathered by index, plus the completion estimate for KVS_M_COMPLETION; no
  * oracle logits, no metrics.  For KVS_M_FULL (or budget >= p + 1) it runs
  * the one-pass full kernel and ignores sel.  Writes o [g, d]. */

@@ -40,7 +40,12 @@ SELECT r.run_id,
        json_extract(r.config_json, '$.hw.name')                          AS hw_name,
        json_extract(r.config_json, '$.hw.links.host_to_gpu.bw_bytes_per_s') AS host_bw_bytes_per_s,
        json_extract(r.config_json, '$.hw.policy.placement')              AS placement,
-       json_extract(r.config_json, '$.hw.policy.ssd_fraction')           AS ssd_fraction,
+       -- share of the mid-region KV pages that live on SSD
+       CASE WHEN json_extract(r.config_json, '$.hw.policy.placement') IS NULL THEN NULL
+            WHEN json_extract(r.config_json, '$.hw.policy.placement') = 'ssd' THEN 1.0
+            WHEN json_extract(r.config_json, '$.hw.policy.placement') = 'split'
+                 THEN json_extract(r.config_json, '$.hw.policy.ssd_fraction')
+            ELSE 0.0 END                                                 AS ssd_share,
        json_extract(r.config_json, '$.resolved.n_ctx')                   AS n_ctx,
        r.config_json
 FROM runs r
@@ -128,7 +133,7 @@ GROUP BY run_id;
 -- One row per complete run: settings, error, traffic, latency.
 CREATE TEMP VIEW IF NOT EXISTS v_run_summary AS
 SELECT r.run_id, r.sweep_id, r.trace_name, r.method, r.budget, r.budget_frac,
-       r.sel, r.feature_map, r.features, r.hw, r.host_bw_bytes_per_s, r.ssd_fraction,
+       r.sel, r.feature_map, r.features, r.hw, r.host_bw_bytes_per_s, r.placement, r.ssd_share,
        e.err_mean, e.err_max, e.cosine_mean, e.exact_mass_mean, e.entropy_mean,
        (SELECT err_mean FROM v_run_error_by_entropy x WHERE x.run_id = r.run_id AND x.entropy_bucket = 'low')
            AS err_low_entropy,

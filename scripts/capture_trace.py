@@ -48,6 +48,7 @@ import argparse
 import json
 import math
 import os
+import re
 import signal
 import sys
 import unicodedata
@@ -291,7 +292,9 @@ class TraceWriter:
         try:
             self.f = h5py.File(self.tmp, "w")
         except OSError as e:
-            raise CaptureError("cannot create output %s: %s" % (path, e.strerror or e))
+            m = re.search(r"error message = '([^']*)'", str(e))   # HDF5's long message
+            why = m.group(1) if m else (e.strerror or str(e).split(" (")[0])
+            raise CaptureError("cannot create output %s: %s" % (path, why))
         self.dtype = np.float16 if dtype == "float16" else np.float32
         self.attrs = attrs
         self.layers_written = 0
@@ -520,11 +523,12 @@ class HFModel:
         self.name = name
         self.device = torch.device(device)
         try:
-            model = transformers.AutoModelForCausalLM.from_pretrained(name, torch_dtype=torch.float32)
+            # default dtype (float32 in transformers 4.x, the checkpoint's in 5.x), then float32
+            model = transformers.AutoModelForCausalLM.from_pretrained(name)
         except Exception as e:
             raise CaptureError("model %s: cannot load: %s"
                                % (name, str(e).splitlines()[0] if str(e) else type(e).__name__))
-        model.to(self.device).eval()
+        model.to(device=self.device, dtype=torch.float32).eval()
         self.model = model
         base = model.base_model
         layers = getattr(base, "layers", None)
@@ -547,6 +551,11 @@ class HFModel:
         self.softmax_scale = float(getattr(a0, "scaling", self.head_dim ** -0.5))
         self.vocab = int(cfg.vocab_size)
         self.context = int(getattr(cfg, "max_position_embeddings", 0) or 0) or None
+        # sliding-window attention (Mistral, Qwen2 with use_sliding_window): the
+        # trace's full causal attention equals the model's only within the window
+        sw = getattr(cfg, "sliding_window", None)
+        if sw and getattr(cfg, "use_sliding_window", True):
+            self.context = min(self.context or int(sw), int(sw))
         mod = sys.modules[type(a0).__module__]
         self.apply_rope = getattr(mod, "apply_rotary_pos_emb", None)
         if self.apply_rope is None:

@@ -4,11 +4,8 @@
  * them through the hardware model when one is given, and commits everything
  * to the database in one transaction. */
 #include "kvs_run.h"
-#if __has_include("kvs_replay.h") && __has_include("kvs_access.h")
-#define KVS_HAVE_REPLAY 1
 #include "kvs_access.h"
 #include "kvs_replay.h"
-#endif
 #include "kvs_db.h"
 #include "kvs_hw.h"
 #include "kvs_trace.h"
@@ -86,12 +83,8 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     kvs_trace *tr = NULL;
     kvs_db *db = NULL;
     kvs_method *meth = NULL, *full = NULL;
-#ifdef KVS_HAVE_REPLAY
     kvs_access_log *alog = NULL;
-#else
-    void *alog = NULL;
-#endif
-    float *k = NULL, *v = NULL, *q = NULL, *o = NULL, *of = NULL;
+    float *k = NULL, *v = NULL, *q = NULL, *o = NULL, *of = NULL, *oref = NULL;
     char *spec_json = NULL, *hw_json = NULL, *cfg_json = NULL;
     kvs_step_row *step_rows = NULL;
     kvs_link_row *links = NULL;
@@ -170,7 +163,8 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     q = malloc(sizeof(float) * (size_t)S * (size_t)H * (size_t)d);
     o = malloc(sizeof(float) * (size_t)g * (size_t)d);
     of = malloc(sizeof(float) * (size_t)g * (size_t)d);
-    if (!k || !v || !q || !o || !of) FAIL("out of memory for a context of %ld tokens", n_ctx);
+    if (s->accuracy && M->has_o_ref) oref = malloc(sizeof(float) * (size_t)S * (size_t)H * (size_t)d);
+    if (!k || !v || !q || !o || !of || (s->accuracy && M->has_o_ref && !oref)) FAIL("out of memory for a context of %ld tokens", n_ctx);
     meth = kvs_method_new(&mo, d, g, (int)n_ctx);
     if (s->accuracy) {
         kvs_method_opts fo = mo;
@@ -179,14 +173,10 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
         full = kvs_method_new(&fo, d, g, (int)n_ctx);
     }
     if (!meth || (s->accuracy && !full)) FAIL("out of memory for the method's state");
-#ifndef KVS_HAVE_REPLAY
-    if (have_hw) FAIL("timing replay not built yet");
-#else
     if (have_hw) {
         alog = kvs_access_log_new(n_steps, n_layers, KVH, hw.policy.page_tokens, n_ctx);
         if (!alog) FAIL("out of memory for the access log");
     }
-#endif
     /* ---- record the run as running ----------------------------------------- */
     if (kvs_db_open(db_path, &db, e2, sizeof e2)) FAIL("%s", e2);
     {
@@ -207,11 +197,12 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
 
     bar pb = {.on = ctl && ctl->progress && isatty(STDERR_FILENO), .t0 = now_s(),
               .total = (long)n_layers * KVH * n_steps};
-    double sum_rel = 0, sum_tok = 0;
+    double sum_rel = 0, sum_tok = 0, oref_max = 0;
     long n_rel = 0;
     for (int li = 0; li < n_layers; li++) {
         const int L = layers[li];
         if (kvs_trace_read_q(tr, L, 0, S, q, e2, sizeof e2)) FAIL("%s", e2);
+        if (oref && kvs_trace_read_oref(tr, L, 0, S, oref, e2, sizeof e2)) FAIL("%s", e2);
         for (int h = 0; h < KVH; h++) {
             if (kvs_trace_read_kv(tr, L, h, 0, n_ctx, k, v, e2, sizeof e2)) FAIL("%s", e2);
             kvs_method_prepare(meth, k, v, (int)n_ctx, (int)T0);
@@ -223,9 +214,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
                 const float *qg = q + ((size_t)st * H + (size_t)h * g) * d;
                 kvs_step_out out, fout;
                 kvs_method_step(meth, qg, p, (float)M->softmax_scale, o, &out);
-#ifdef KVS_HAVE_REPLAY
                 if (alog) kvs_access_log_put(alog, si, li, h, p, out.idx, out.n_idx, out.meta_bytes, out.summary_bytes);
-#endif
                 sum_tok += (double)out.tokens_exact;
                 if (full) {
                     kvs_method_step(full, qg, p, (float)M->softmax_scale, of, &fout);
@@ -242,6 +231,16 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
                         if (!isfinite(dd) || !isfinite(na))
                             FAIL("%s: layer %d head %d step %d: the method produced a non-finite output",
                                  s->trace, L, h * g + j, st);
+                        if (oref) { /* our full kernel against the trace's o_ref */
+                            const float *c = oref + ((size_t)st * H + (size_t)h * g + j) * d;
+                            double e = 0, n = 0;
+                            for (int cc = 0; cc < d; cc++) {
+                                e += ((double)b[cc] - (double)c[cc]) * ((double)b[cc] - (double)c[cc]);
+                                n += (double)c[cc] * (double)c[cc];
+                            }
+                            double r = n > 0 ? sqrt(e / n) : sqrt(e);
+                            if (r > oref_max) oref_max = r;
+                        }
                         kvs_head_row r = {.step = st, .layer = L, .head = h * g + j,
                                           .rel_l2 = nb > 0 ? sqrt(dd / nb) : sqrt(dd),
                                           .cosine = (na > 0 && nb > 0) ? dot / sqrt(na * nb) : 1.0,
@@ -260,7 +259,6 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     }
     bar_draw(&pb, 1);
     /* ---- timing ------------------------------------------------------------ */
-#ifdef KVS_HAVE_REPLAY
     if (have_hw) {
         kvs_geom geom = {.n_layers = M->n_layers, .n_heads = H, .n_kv_heads = KVH, .head_dim = d,
                          .prefill_len = (int)T0, .n_decode = (int)S, .kv_elem_bytes = M->kv_dtype_bytes};
@@ -271,7 +269,6 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
             FAIL("%s", e2);
         for (int si = 0; si < n_steps; si++) step_rows[si].step = steps[si];
     }
-#endif
     if (g_interrupted) FAIL("interrupted by signal %d", (int)g_interrupted);
     /* ---- per-run values ------------------------------------------------------ */
     kvs_value_row vals[16];
@@ -281,6 +278,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     add_value(vals, &nv, 16, "summary_token_eq", kvs_method_summary_token_eq(meth, M->kv_dtype_bytes));
     add_value(vals, &nv, 16, "mean_tokens_exact", n_steps ? sum_tok / ((double)n_layers * KVH * n_steps) : 0);
     if (n_rel) add_value(vals, &nv, 16, "mean_rel_l2", sum_rel / (double)n_rel);
+    if (oref) add_value(vals, &nv, 16, "full_vs_oref_max_rel_l2", oref_max);
     add_value(vals, &nv, 16, "wall_s", now_s() - t_start);
     double mean_lat = 0;
     if (step_rows && n_steps) {
@@ -308,6 +306,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
             printf("  summary: %.1f token-equivalents per (layer, KV head)\n",
                    kvs_method_summary_token_eq(meth, M->kv_dtype_bytes));
         if (n_rel) printf("  mean rel_l2 %.4g over %ld (step, layer, head)\n", sum_rel / (double)n_rel, n_rel);
+        if (oref) printf("  reference check: full attention vs the trace's o_ref, max rel_l2 %.3g\n", oref_max);
         if (step_rows) {
             int64_t b_h2g = 0, b_ssd = 0, b_hbm = 0;
             for (int si = 0; si < n_steps; si++) {
@@ -336,14 +335,13 @@ done:
     kvs_db_close(db);
     kvs_method_free(meth);
     kvs_method_free(full);
-#ifdef KVS_HAVE_REPLAY
     kvs_access_log_free(alog);
-#endif
     free(k);
     free(v);
     free(q);
     free(o);
     free(of);
+    free(oref);
     free(steps);
     free(spec_json);
     free(hw_json);

@@ -3,6 +3,7 @@
  * forked workers.  Contract in kvs_sweep.h. */
 #include "kvs_sweep.h"
 #include "kvs_db.h"
+#include "kvs_hw.h"
 #include <assert.h>
 #include <errno.h>
 #include <glob.h>
@@ -388,6 +389,15 @@ static int build(kvs_sweep *sw, const sw_ctx *c, size_t r, const size_t *choice,
             int w = snprintf(lab + ll, sizeof lab - ll, "%s%s=%s", ll ? " " : "", k->key, shown);
             if (w > 0) ll += (size_t)w < sizeof lab - ll ? (size_t)w : sizeof lab - ll - 1;
         }
+    }
+    if (s->n_over > 0 && (!s->hw || !*s->hw))
+        return fail(err, errlen, "%s: hw.%s: hardware overrides need a hardware file (hw = \"FILE.cfg\";)", c->file,
+                    s->over_key[0]);
+    if (s->hw && *s->hw) {   /* the hardware file with this run's overrides must load */
+        kvs_hw hw;
+        if (kvs_hw_load(s->hw, (const char *const *)s->over_key, (const char *const *)s->over_val, s->n_over, &hw,
+                        msg, sizeof msg))
+            return fail(err, errlen, "%s: run %s: %s", c->file, ll ? lab : "(single run)", msg);
     }
     sw->json[r] = kvs_run_spec_json(s);
     if (!sw->json[r]) return fail(err, errlen, "%s: run %zu: could not make the config JSON", c->file, r);

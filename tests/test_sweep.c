@@ -13,13 +13,14 @@
 
 static char g_dir[4096];   /* <tmp>/sweep_unit */
 
-static void touch(const char *name) {
+static int touch(const char *name) {
     char p[4200];
     snprintf(p, sizeof p, "%s/%s", g_dir, name);
     FILE *f = fopen(p, "w");
-    CU_ASSERT_FATAL(f != NULL);
+    if (!f) return -1;
     fputs("not a real trace: the loader only checks that it exists\n", f);
     fclose(f);
+    return 0;
 }
 
 static int init_suite(void) {
@@ -28,12 +29,7 @@ static int init_suite(void) {
     char sub[4200];
     snprintf(sub, sizeof sub, "%s/tr", g_dir);
     mkdir(sub, 0777);
-    touch("a.h5");
-    touch("b.h5");
-    touch("tr/c.h5");
-    touch("tr/d.h5");
-    touch("hw.cfg");
-    return 0;
+    return touch("a.h5") || touch("b.h5") || touch("tr/c.h5") || touch("tr/d.h5") || touch("hw.cfg");
 }
 
 /* Writes <dir>/<name> with text and returns its path (static buffer). */
@@ -123,15 +119,16 @@ static void test_ranges(void) {
 }
 
 static void test_hw_overrides(void) {
-    kvs_sweep *sw = load_ok("hw.cfg.sweep",
-                            "traces = \"a.h5\";\nhw = \"hw.cfg\";\n"
-                            "base = { method = \"topk\"; budget = 256; hw = { policy = { cache = \"lru\"; }; }; };\n"
-                            "axes = { hw = { links = { host_to_gpu = { bw_bytes_per_s = [16e9, 64e9]; }; }; }; };\n");
+    char text[2048];
+    snprintf(text, sizeof text, "traces = \"a.h5\";\nhw = \"%s/sim/hw/h200_pcie5.cfg\";\n%s", kvs_test_src(),
+             "base = { method = \"topk\"; budget = 256; hw = { policy = { cache = \"lru\"; cache_capacity_bytes = 1e9; }; }; };\n"
+             "axes = { hw = { links = { host_to_gpu = { bw_bytes_per_s = [16e9, 64e9]; }; }; }; };\n");
+    kvs_sweep *sw = load_ok("hw.cfg.sweep", text);
     CU_ASSERT_FATAL(sw != NULL);
     CU_ASSERT_EQUAL(kvs_sweep_count(sw), 2);
     const kvs_run_spec *s = kvs_sweep_spec(sw, 1);
-    CU_ASSERT_PTR_NOT_NULL(strstr(s->hw, "/sweep_unit/hw.cfg"));
-    CU_ASSERT_EQUAL(s->n_over, 2);
+    CU_ASSERT_PTR_NOT_NULL(strstr(s->hw, "/sim/hw/h200_pcie5.cfg"));
+    CU_ASSERT_EQUAL(s->n_over, 3);
     int found = 0;
     for (int i = 0; i < s->n_over; i++) {
         if (!strcmp(s->over_key[i], "links.host_to_gpu.bw_bytes_per_s")) {
@@ -265,6 +262,10 @@ static void test_bad_files(void) {
     BAD("sample = { n = 0; };\naxes = { budget = [1, 2]; };\n", "sample");
 #undef BAD
     expect_bad("traces = \"no_such_trace.h5\";\n", "no_such_trace.h5");
+    expect_bad("traces = \"a.h5\";\naxes = { hw = { links = { x = [1, 2]; }; }; };\n", "hw.links.x");
+    snprintf(b, sizeof b, "traces = \"a.h5\";\nhw = \"%s/sim/hw/h200_pcie5.cfg\";\n"
+             "axes = { hw = { links = { host_to_gpu = { bw_bytez = [1e9, 2e9]; }; }; }; };\n", kvs_test_src());
+    expect_bad(b, "bw_bytez");
     expect_bad("traces = [\"a.h5\", \"nope_*.h5\"];\n", "nope_*.h5");
     expect_bad("traces = [];\n", "traces");
     expect_bad("base = { method = \"topk\"; };\n", "traces");

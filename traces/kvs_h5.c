@@ -259,7 +259,7 @@ int kvs_h5_read_f32(hid_t dset, kvs_h5_kind kind, int r, const hsize_t *start,
     int rc = -1;
     if (fs < 0) goto h5err;
     if (H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto h5err;
-    ms = H5Screate_simple(1, &total, NULL);
+    ms = H5Screate_simple(r, count, NULL);   /* same shape as the selection: lets HDF5 read chunks straight into the buffer */
     if (ms < 0) goto h5err;
     if (kind == KVS_H5_F32) {
         if (H5Dread(dset, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out) < 0) goto h5err;

@@ -6,7 +6,7 @@
 void kvs_oref_row(const float *q, const float *k, const float *v, long np, int d, double scale, double *p,
                   double *out) {
     assert(np >= 1 && d >= 1);
-    double mx = -INFINITY;
+    double mx = -HUGE_VAL;
     for (long j = 0; j < np; j++) {
         const float *kr = k + (size_t)j * (size_t)d;
         double a0 = 0, a1 = 0, a2 = 0, a3 = 0;   /* four partial sums: exact enough, faster */

@@ -22,6 +22,12 @@
  *   "FILE: /layer_003/o_ref: max rel L2 2.1e-07 over 768 rows".
  *   Returns 0 when valid, 1 when any problem was found (res filled in
  *   either case; res may be NULL).
+ *   With opts->isolate the checks run in a fork()ed child whose lines are
+ *   relayed to out/info: a crash INSIDE the HDF5 library on a corrupt file
+ *   (HDF5 1.10 trusts e.g. global-heap object sizes behind variable-length
+ *   strings and can segfault) then becomes the problem "FILE: /: HDF5
+ *   library: crashed ...", and the caller survives.  Without it the checks
+ *   run in-process: our own code never crashes on bad input, but HDF5's may.
  * Ownership: caller owns everything passed in; nothing is kept.
  * Errors: an unreadable or non-HDF5 file is a problem of the file (return
  *   1), never a crash. */
@@ -33,6 +39,7 @@ typedef struct {
     int check_ref;        /* recompute o_ref (cost S*n_heads*T*head_dim per layer) */
     double ref_tol;       /* <= 0: 1e-3 */
     FILE *info;           /* per-layer o_ref figures, or NULL */
+    int isolate;          /* run the checks in a forked child process */
 } kvs_validate_opts;
 
 typedef struct {

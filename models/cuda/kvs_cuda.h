@@ -10,6 +10,7 @@
  *     first row, row count (<= P)}; entries of one (sequence, KV head) are
  *     contiguous in the list, ent_off[i]..ent_off[i+1) for i = seq*hkv + kvh.
  *     Tokens must not repeat (attention is over the union of the entries).
+ *     P must be a power of two (16..256 in practice).
  *   - Queries: float32 [nseq][hkv][G][d]: the G query heads of a KV head's
  *     group are adjacent (GQA: head h reads KV head h / G).
  *   - Attention of one query head over a set E with logits s_j = scale q.k_j:
@@ -65,10 +66,15 @@ size_t kvs_cu_part_floats(const kvs_cu_attn_shape *s);
 int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
                         const int32_t *ent_off, float *part, cudaStream_t stream);
 
+/* The same pass without the shared-memory pipeline: each lane loads its
+ * K/V bytes straight into registers (simpler; kept for comparison). */
+int kvs_cu_attn_partial_direct(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                               const int32_t *ent_off, float *part, cudaStream_t stream);
+
 /* Completion estimate state: [nseq*hkv][nchunk+1][G][d+2] floats (N, D, c). */
 typedef struct {
     int R;                  /* features                                     */
-    int nchunk;             /* chunks of subtracted tokens per (seq, KV head) */
+    int nchunk;             /* kvs_cu_est_nchunk() (or more)                  */
     const float *wt;        /* [hkv][d][R]  w transposed                      */
     const float *S;         /* [hkv][R][d]  summary S_M                       */
     const float *u;         /* [hkv][R]     summary u_M                       */
@@ -78,6 +84,9 @@ typedef struct {
 } kvs_cu_est_args;
 
 size_t kvs_cu_est_floats(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e);
+/* The nchunk a shape needs: chunk c >= 1 handles 32 row slots of each head's
+ * subtracted entries, so nchunk >= ceil(max entries per head * P / 32). */
+int kvs_cu_est_nchunk(int max_sub_entries, int page);
 int kvs_cu_completion_est(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e, const float *q,
                           float *est, cudaStream_t stream);
 

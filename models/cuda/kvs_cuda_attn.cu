@@ -76,18 +76,19 @@ __global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
     const int per = (ne + nsplit - 1) / nsplit;
     const int e0 = e_lo + split * per;
     const int e1 = min(e_hi, e0 + per);
-    const long nrows = e1 > e0 ? (long)(e1 - e0) * P : 0;
+    const int lp = __ffs(P) - 1;            // P is a power of two
+    const int nrows = e1 > e0 ? (e1 - e0) << lp : 0;
 
-    for (long t0 = (long)rg * ATTN_UNROLL; t0 < nrows; t0 += (long)NRG * ATTN_UNROLL) {
+    for (int t0 = rg * ATTN_UNROLL; t0 < nrows; t0 += NRG * ATTN_UNROLL) {
         uint4 kr[ATTN_UNROLL], vr[ATTN_UNROLL];
         bool ok[ATTN_UNROLL];
 #pragma unroll
         for (int u = 0; u < ATTN_UNROLL; u++) {
-            long t = t0 + u;
+            int t = t0 + u;
             ok[u] = false;
             if (t < nrows) {
-                const kvs_cu_entry e = ent[e0 + (int)(t / P)];
-                int r = (int)(t % P);
+                const kvs_cu_entry e = ent[e0 + (t >> lp)];
+                int r = t & (P - 1);
                 if (r < e.count) {
                     ok[u] = true;
                     const __half *blk = reinterpret_cast<const __half *>(e.addr);
@@ -204,26 +205,265 @@ static int dispatch_partial(const kvs_cu_attn_shape *s, const float *q, const kv
     }
 }
 
-extern "C" int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
-                                   const int32_t *ent_off, float *part, cudaStream_t stream)
+extern "C" int kvs_cu_attn_partial_direct(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                                          const int32_t *ent_off, float *part, cudaStream_t stream)
 {
-    if (s->nsplit < 1 || s->page < 1) return (int)cudaErrorInvalidValue;
+    if (s->nsplit < 1 || s->page < 1 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
     if (s->d == 64) return dispatch_partial<64>(s, q, ent, ent_off, part, stream);
     if (s->d == 128) return dispatch_partial<128>(s, q, ent, ent_off, part, stream);
     return (int)cudaErrorInvalidValue;
 }
 
+// ---- pipelined partial kernel -------------------------------------------------
+// Same arithmetic as attn_partial_kernel, but K and V tiles of T rows are
+// copied into shared memory by cp.async, NSTAGE tiles deep, so that the
+// bytes in flight do not depend on registers; the row groups then read rows
+// from shared memory.  T = 4 * (row groups per block); a tile's slots that
+// fall on unused rows of an entry are neither copied nor read.
+#define PIPE_STAGES 4
+
+__device__ __forceinline__ void cp_async16(void *smem, const void *gmem)
+{
+    unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(sa), "l"(gmem));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+template <int N> __device__ __forceinline__ void cp_async_wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N)); }
+
+template <int D> struct PipeGeom {
+    static constexpr int LPR = D / 8, RPW = 32 / LPR, NRG = (ATTN_THREADS / 32) * RPW;
+    static constexpr int T = NRG * ATTN_UNROLL;                       // rows per tile
+    static constexpr int STAGE_HALVES = 2 * T * D;                    // K and V
+    static constexpr size_t SMEM = (size_t)PIPE_STAGES * STAGE_HALVES * 2;
+};
+
+template <int D, int G>
+__global__ void __launch_bounds__(ATTN_THREADS) attn_pipe_kernel(
+    const float *__restrict__ q, const kvs_cu_entry *__restrict__ ent,
+    const int32_t *__restrict__ ent_off, int P, float scale, int nsplit, float *__restrict__ part)
+{
+    typedef PipeGeom<D> Gm;
+    constexpr int LPR = Gm::LPR, RPW = Gm::RPW, NRG = Gm::NRG, T = Gm::T;
+    constexpr int CPR = D / 8;                 // 16-byte chunks per row
+    extern __shared__ __align__(16) unsigned char smem_raw[];
+    __half *stage = reinterpret_cast<__half *>(smem_raw);
+
+    const int sk = blockIdx.y, split = blockIdx.x;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int sub = lane % LPR, rg = warp * RPW + lane / LPR;
+
+    float qv[G][8];
+    const float *qp = q + (size_t)sk * G * D;
+#pragma unroll
+    for (int g = 0; g < G; g++)
+#pragma unroll
+        for (int i = 0; i < 8; i++) qv[g][i] = qp[g * D + sub * 8 + i] * scale * KVS_LOG2E;
+    float m[G], l[G], acc[G][8];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        m[g] = -INFINITY;
+        l[g] = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++) acc[g][i] = 0.f;
+    }
+    const int e_lo = ent_off[sk], e_hi = ent_off[sk + 1];
+    const int ne = e_hi - e_lo;
+    const int per = (ne + nsplit - 1) / nsplit;
+    const int e0 = e_lo + split * per;
+    const int e1 = min(e_hi, e0 + per);
+    const int lp = __ffs(P) - 1;
+    const int nrows = e1 > e0 ? (e1 - e0) << lp : 0;
+    const int ntiles = (nrows + T - 1) / T;
+
+    auto issue = [&](int tile) {
+        if (tile < ntiles) {
+            __half *st = stage + (size_t)(tile % PIPE_STAGES) * Gm::STAGE_HALVES;
+            for (int c = tid; c < 2 * T * CPR; c += ATTN_THREADS) {
+                const int kv = c / (T * CPR), rem = c % (T * CPR);
+                const int row = rem / CPR, ch = rem % CPR;
+                const int t = tile * T + row;
+                if (t < nrows) {
+                    const kvs_cu_entry e = ent[e0 + (t >> lp)];
+                    const int r = t & (P - 1);
+                    if (r < e.count) {
+                        const __half *blk = reinterpret_cast<const __half *>(e.addr);
+                        const __half *src = blk + (size_t)kv * P * D + (size_t)(e.start + r) * D + ch * 8;
+                        cp_async16(st + (size_t)kv * T * D + (size_t)row * D + ch * 8, src);
+                    }
+                }
+            }
+        }
+        cp_async_commit();
+    };
+#pragma unroll
+    for (int i = 0; i < PIPE_STAGES - 1; i++) issue(i);
+
+    for (int tile = 0; tile < ntiles; tile++) {
+        cp_async_wait<PIPE_STAGES - 2>();
+        __syncthreads();
+        issue(tile + PIPE_STAGES - 1);
+        const __half *st = stage + (size_t)(tile % PIPE_STAGES) * Gm::STAGE_HALVES;
+        float s[ATTN_UNROLL][G];
+        bool ok[ATTN_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            const int row = rg * ATTN_UNROLL + u;
+            const int t = tile * T + row;
+            ok[u] = false;
+            if (t < nrows) {
+                const kvs_cu_entry e = ent[e0 + (t >> lp)];
+                ok[u] = (t & (P - 1)) < e.count;
+            }
+            float kf[8];
+            if (ok[u]) h8_to_f(*reinterpret_cast<const uint4 *>(st + (size_t)row * D + sub * 8), kf);
+            else {
+#pragma unroll
+                for (int i = 0; i < 8; i++) kf[i] = 0.f;
+            }
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float a = 0.f;
+#pragma unroll
+                for (int i = 0; i < 8; i++) a = fmaf(qv[g][i], kf[i], a);
+#pragma unroll
+                for (int off = LPR / 2; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
+                s[u][g] = ok[u] ? a : -INFINITY;
+            }
+        }
+#pragma unroll
+        for (int g = 0; g < G; g++) {
+            float mn = m[g];
+#pragma unroll
+            for (int u = 0; u < ATTN_UNROLL; u++) mn = fmaxf(mn, s[u][g]);
+            if (mn == -INFINITY) continue;
+            float corr = exp2f(m[g] - mn);
+            l[g] *= corr;
+#pragma unroll
+            for (int i = 0; i < 8; i++) acc[g][i] *= corr;
+            m[g] = mn;
+        }
+#pragma unroll
+        for (int u = 0; u < ATTN_UNROLL; u++) {
+            if (!ok[u]) continue;
+            const int row = rg * ATTN_UNROLL + u;
+            float vf[8];
+            h8_to_f(*reinterpret_cast<const uint4 *>(st + (size_t)T * D + (size_t)row * D + sub * 8), vf);
+#pragma unroll
+            for (int g = 0; g < G; g++) {
+                float p = exp2f(s[u][g] - m[g]);
+                l[g] += p;
+#pragma unroll
+                for (int i = 0; i < 8; i++) acc[g][i] = fmaf(p, vf[i], acc[g][i]);
+            }
+        }
+    }
+    cp_async_wait<0>();
+    __syncthreads();
+    // merge the row groups through the (now idle) stage buffer
+    float *sm_m = reinterpret_cast<float *>(smem_raw);
+    float *sm_l = sm_m + NRG * G;
+    float *sm_acc = sm_l + NRG * G;
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+        if (sub == 0) {
+            sm_m[rg * G + g] = m[g];
+            sm_l[rg * G + g] = l[g];
+        }
+#pragma unroll
+        for (int i = 0; i < 8; i++) sm_acc[((size_t)rg * G + g) * D + sub * 8 + i] = acc[g][i];
+    }
+    __syncthreads();
+    const size_t nml = (size_t)gridDim.y * nsplit * G;
+    float *pm = part + ((size_t)sk * nsplit + split) * G;
+    float *pl = part + nml + ((size_t)sk * nsplit + split) * G;
+    float *pa = part + 2 * nml + ((size_t)sk * nsplit + split) * G * D;
+    for (int x = tid; x < G * D; x += ATTN_THREADS) {
+        int g = x / D, dim = x % D;
+        float M = -INFINITY;
+        for (int r = 0; r < NRG; r++) M = fmaxf(M, sm_m[r * G + g]);
+        float L = 0.f, A = 0.f;
+        if (M != -INFINITY)
+            for (int r = 0; r < NRG; r++) {
+                float w = exp2f(sm_m[r * G + g] - M);
+                L += w * sm_l[r * G + g];
+                A += w * sm_acc[((size_t)r * G + g) * D + dim];
+            }
+        pa[x] = A;
+        if (dim == 0) {
+            pm[g] = M;
+            pl[g] = L;
+        }
+    }
+}
+
+template <int D, int G>
+static int launch_pipe(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                       const int32_t *ent_off, float *part, cudaStream_t st)
+{
+    static_assert(PipeGeom<D>::SMEM >= sizeof(float) * PipeGeom<D>::NRG * G * (D + 2), "merge space");
+    static bool attr_set = false;   // idempotent; a race only repeats the call
+    if (!attr_set) {
+        int rc = (int)cudaFuncSetAttribute(attn_pipe_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)PipeGeom<D>::SMEM);
+        if (rc) return rc;
+        attr_set = true;
+    }
+    dim3 grid(s->nsplit, s->nseq * s->hkv);
+    attn_pipe_kernel<D, G><<<grid, ATTN_THREADS, PipeGeom<D>::SMEM, st>>>(q, ent, ent_off, s->page, s->scale,
+                                                                          s->nsplit, part);
+    return (int)cudaGetLastError();
+}
+
+template <int D>
+static int dispatch_pipe(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                         const int32_t *ent_off, float *part, cudaStream_t st)
+{
+    switch (s->G) {
+    case 1: return launch_pipe<D, 1>(s, q, ent, ent_off, part, st);
+    case 2: return launch_pipe<D, 2>(s, q, ent, ent_off, part, st);
+    case 3: return launch_pipe<D, 3>(s, q, ent, ent_off, part, st);
+    case 4: return launch_pipe<D, 4>(s, q, ent, ent_off, part, st);
+    case 6: return launch_pipe<D, 6>(s, q, ent, ent_off, part, st);
+    case 8: return launch_pipe<D, 8>(s, q, ent, ent_off, part, st);
+    default: return (int)cudaErrorInvalidValue;
+    }
+}
+
+extern "C" int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                                   const int32_t *ent_off, float *part, cudaStream_t stream)
+{
+    if (s->nsplit < 1 || s->page < 1 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
+    if (s->d == 64) return dispatch_pipe<64>(s, q, ent, ent_off, part, stream);
+    if (s->d == 128) return dispatch_pipe<128>(s, q, ent, ent_off, part, stream);
+    return (int)cudaErrorInvalidValue;
+}
+
 // ---- completion estimate ---------------------------------------------------
-// grid (nchunk + 1, nseq*hkv), 256 threads.  Every block recomputes phi_q for
-// the group (identically, so c_q agrees).  Chunk 0 writes phi_q^T S_M,
-// phi_q^T u_M and c_q; chunk c >= 1 writes the sum over its share of the
-// subtracted tokens of kappa v_j and kappa (kappa = phi_q . phi_k(k_j)).
+// grid (nchunk + 1, nseq*hkv), 256 threads, dynamic shared memory.  Every
+// block computes phi_q of the group (identically, so c_q agrees).  Chunk 0
+// writes phi_q^T S_M, phi_q^T u_M and c = c_q + c_k; chunk c >= 1 takes the
+// EST_TOK row slots [(c-1) EST_TOK, c EST_TOK) of the head's subtracted
+// entries and writes sum kappa_j v_j and sum kappa_j, kappa_j = phi_q . phi_k(k_j).
 #define EST_THREADS 256
-#define EST_TB 8
+#define EST_TOK 32
 
 size_t kvs_cu_est_floats(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e)
 {
     return (size_t)s->nseq * s->hkv * (e->nchunk + 1) * s->G * (s->d + 2);
+}
+
+int kvs_cu_est_nchunk(int max_sub_entries, int page)
+{
+    long rows = (long)max_sub_entries * page;
+    return (int)((rows + EST_TOK - 1) / EST_TOK) > 0 ? (int)((rows + EST_TOK - 1) / EST_TOK) : 1;
+}
+
+template <int D> static size_t est_smem(int R, int G)
+{
+    // sq[G][D], phq[G][R], cq[G], red[8][G], then chunk buffers: k'[TOK][D],
+    // v[TOK][D], n2[TOK], phk[TOK][R+1], kap[TOK][G]
+    return sizeof(float) * ((size_t)G * D + (size_t)G * R + G + 8 * G + 2 * EST_TOK * D + EST_TOK +
+                            (size_t)EST_TOK * (R + 1) + EST_TOK * G);
 }
 
 template <int D, int G>
@@ -233,173 +473,147 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
     const float *__restrict__ ck, const kvs_cu_entry *__restrict__ sub, const int32_t *__restrict__ sub_off,
     float *__restrict__ est)
 {
-    __shared__ float sq[G][D];
-    __shared__ float phq[G][256];
-    __shared__ float sk[EST_TB][D];
-    __shared__ float sv[EST_TB][D];
-    __shared__ float kap[EST_TB][G];
-    __shared__ float red[EST_THREADS / 32][G];
-    __shared__ float cq[G];
-    __shared__ float nrm[EST_TB];
+    extern __shared__ __align__(16) float es[];
+    float *sq = es;                       // [G][D]
+    float *phq = sq + G * D;              // [G][R]
+    float *cq = phq + G * R;              // [G]
+    float *red = cq + G;                  // [8][G]
+    float *skk = red + 8 * G;             // [TOK][D]
+    float *svv = skk + EST_TOK * D;       // [TOK][D]
+    float *n2 = svv + EST_TOK * D;        // [TOK]
+    float *phk = n2 + EST_TOK;            // [TOK][R+1]
+    float *kap = phk + EST_TOK * (R + 1); // [TOK][G]
 
-    const int skh = blockIdx.y;
-    const int kvh = skh % hkv;
-    const int chunk = blockIdx.x;
-    const int tid = threadIdx.x;
-    const float rs = sqrtf(scale);
+    const int skh = blockIdx.y, kvh = skh % hkv, chunk = blockIdx.x;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const float rs = sqrtf(scale), rinv = rsqrtf((float)R);
     const float *W = wt + (size_t)kvh * D * R;   // [D][R]
 
-    for (int x = tid; x < G * D; x += EST_THREADS) sq[x / D][x % D] = q[(size_t)skh * G * D + x] * rs;
+    for (int x = tid; x < G * D; x += EST_THREADS) sq[x] = q[(size_t)skh * G * D + x] * rs;
     __syncthreads();
-    // f_i(q) = w_i.q' - |q'|^2/2
-    for (int g = 0; g < G; g++) {
-        float f = -INFINITY;
-        if (tid < R) {
-            float a = 0.f, n2 = 0.f;
-            for (int dd = 0; dd < D; dd++) {
-                a = fmaf(W[(size_t)dd * R + tid], sq[g][dd], a);
-                n2 = fmaf(sq[g][dd], sq[g][dd], n2);
-            }
-            f = a - 0.5f * n2;
+    // f(q)_i = w_i.q' - |q'|^2/2 into phq, then the max per head
+    for (int x = tid; x < G * R; x += EST_THREADS) {
+        const int g = x / R, i = x % R;
+        float a = 0.f, nn = 0.f;
+        for (int dd = 0; dd < D; dd++) {
+            const float qq = sq[g * D + dd];
+            a = fmaf(W[(size_t)dd * R + i], qq, a);
+            nn = fmaf(qq, qq, nn);
         }
-        float mx = f;
-        for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
-        if ((tid & 31) == 0) red[tid >> 5][g] = mx;
-        __syncthreads();
-        if (tid == 0) {
-            float M = -INFINITY;
-            for (int w = 0; w < EST_THREADS / 32; w++) M = fmaxf(M, red[w][g]);
-            cq[g] = M;
-        }
-        __syncthreads();
-        if (tid < R) phq[g][tid] = expf(f - cq[g]) * rsqrtf((float)R);
-        __syncthreads();
+        phq[x] = a - 0.5f * nn;
     }
+    __syncthreads();
+    for (int g = warp; g < G; g += EST_THREADS / 32) {
+        float mx = -INFINITY;
+        for (int i = lane; i < R; i += 32) mx = fmaxf(mx, phq[g * R + i]);
+        for (int off = 16; off > 0; off >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, off));
+        if (lane == 0) cq[g] = mx;
+    }
+    __syncthreads();
+    for (int x = tid; x < G * R; x += EST_THREADS) phq[x] = expf(phq[x] - cq[x / R]) * rinv;
+    __syncthreads();
 
     float *out = est + ((size_t)skh * (nchunk + 1) + chunk) * G * (D + 2);
     if (chunk == 0) {
         const float *Sk = S + (size_t)kvh * R * D;
         const float *uk = u + (size_t)kvh * R;
         for (int x = tid; x < G * D; x += EST_THREADS) {
-            int g = x / D, dd = x % D;
+            const int g = x / D, dd = x % D;
             float a = 0.f;
-            for (int i = 0; i < R; i++) a = fmaf(phq[g][i], Sk[(size_t)i * D + dd], a);
+            for (int i = 0; i < R; i++) a = fmaf(phq[g * R + i], Sk[(size_t)i * D + dd], a);
             out[g * (D + 2) + dd] = a;
         }
-        if (tid < G) {
+        for (int g = warp; g < G; g += EST_THREADS / 32) {
             float a = 0.f;
-            for (int i = 0; i < R; i++) a = fmaf(phq[tid][i], uk[i], a);
-            out[tid * (D + 2) + D] = a;
-            out[tid * (D + 2) + D + 1] = cq[tid] + ck[kvh];
+            for (int i = lane; i < R; i += 32) a = fmaf(phq[g * R + i], uk[i], a);
+            for (int off = 16; off > 0; off >>= 1) a += __shfl_xor_sync(0xffffffffu, a, off);
+            if (lane == 0) {
+                out[g * (D + 2) + D] = a;
+                out[g * (D + 2) + D + 1] = cq[g] + ck[kvh];
+            }
         }
         return;
     }
-
-    // chunk >= 1: subtracted tokens, flattened rows over entries
+    // stage this chunk's rows: k' = k sqrt(scale) and v as float
     const int e_lo = sub_off[skh], e_hi = sub_off[skh + 1];
-    const int ne = e_hi - e_lo;
-    const int per = (ne + nchunk - 1) / nchunk;
-    const int e0 = e_lo + (chunk - 1) * per;
-    const int e1 = min(e_hi, e0 + per);
-    const long nrows = e1 > e0 ? (long)(e1 - e0) * P : 0;
-    float accN[G][(D + EST_THREADS - 1) / EST_THREADS];
-    float accD[G];
-#pragma unroll
-    for (int g = 0; g < G; g++) {
-        accD[g] = 0.f;
-        for (int j = 0; j < (D + EST_THREADS - 1) / EST_THREADS; j++) accN[g][j] = 0.f;
+    const int lp = __ffs(P) - 1;
+    const int nrows = (e_hi - e_lo) << lp;
+    const int t0 = (chunk - 1) * EST_TOK;
+    for (int x = tid; x < EST_TOK * D; x += EST_THREADS) {
+        const int b = x / D, dd = x % D, t = t0 + b;
+        float kf = 0.f, vf = 0.f;
+        if (t < nrows) {
+            const kvs_cu_entry e = sub[e_lo + (t >> lp)];
+            const int r = t & (P - 1);
+            if (r < e.count) {
+                const __half *blk = reinterpret_cast<const __half *>(e.addr);
+                kf = __half2float(blk[(size_t)(e.start + r) * D + dd]) * rs;
+                vf = __half2float(blk[(size_t)P * D + (size_t)(e.start + r) * D + dd]);
+            }
+        }
+        skk[x] = kf;
+        svv[x] = vf;
     }
+    __syncthreads();
+    for (int b = warp; b < EST_TOK; b += EST_THREADS / 32) {
+        const int t = t0 + b;
+        bool valid = false;
+        if (t < nrows) valid = (t & (P - 1)) < sub[e_lo + (t >> lp)].count;
+        float nn = 0.f;
+        for (int dd = lane; dd < D; dd += 32) nn = fmaf(skk[b * D + dd], skk[b * D + dd], nn);
+        for (int off = 16; off > 0; off >>= 1) nn += __shfl_xor_sync(0xffffffffu, nn, off);
+        if (lane == 0) n2[b] = valid ? nn : INFINITY;   // invalid rows: phi_k = 0
+    }
+    __syncthreads();
+    // phi_k: thread pairs (feature i, half of the tokens)
     const float ckh = ck[kvh];
-    for (long t0 = 0; t0 < nrows; t0 += EST_TB) {
-        // stage EST_TB rows of K (scaled) and V in shared memory
-        for (int x = tid; x < EST_TB * D; x += EST_THREADS) {
-            int b = x / D, dd = x % D;
-            long t = t0 + b;
-            float kf = 0.f, vf = 0.f;
-            bool valid = false;
-            if (t < nrows) {
-                const kvs_cu_entry e = sub[e0 + (int)(t / P)];
-                int r = (int)(t % P);
-                if (r < e.count) {
-                    const __half *blk = reinterpret_cast<const __half *>(e.addr);
-                    kf = __half2float(blk[(size_t)(e.start + r) * D + dd]) * rs;
-                    vf = __half2float(blk[(size_t)P * D + (size_t)(e.start + r) * D + dd]);
-                    valid = true;
-                }
-            }
-            sk[b][dd] = kf;
-            sv[b][dd] = vf;
-            if (dd == 0) nrm[b] = valid ? 1.f : 0.f;
-        }
-        __syncthreads();
-        // thread i < R: phi_k(k_b)_i for the EST_TB rows
-        float ph[EST_TB];
+    constexpr int HT = EST_TOK / 2;
+    for (int x = tid; x < 2 * R; x += EST_THREADS) {
+        const int i = x % R, half = x / R;
+        float a[HT];
 #pragma unroll
-        for (int b = 0; b < EST_TB; b++) ph[b] = 0.f;
-        if (tid < R) {
-            float a[EST_TB], n2[EST_TB];
+        for (int b = 0; b < HT; b++) a[b] = 0.f;
+        for (int dd = 0; dd < D; dd++) {
+            const float w = W[(size_t)dd * R + i];
 #pragma unroll
-            for (int b = 0; b < EST_TB; b++) a[b] = n2[b] = 0.f;
-            for (int dd = 0; dd < D; dd++) {
-                float w = W[(size_t)dd * R + tid];
-#pragma unroll
-                for (int b = 0; b < EST_TB; b++) {
-                    a[b] = fmaf(w, sk[b][dd], a[b]);
-                    n2[b] = fmaf(sk[b][dd], sk[b][dd], n2[b]);
-                }
-            }
-#pragma unroll
-            for (int b = 0; b < EST_TB; b++)
-                ph[b] = nrm[b] != 0.f ? expf(a[b] - 0.5f * n2[b] - ckh) * rsqrtf((float)R) : 0.f;
-        }
-        // kappa[b][g] = sum_i phq[g][i] ph[b]_i (block reduction)
-#pragma unroll
-        for (int b = 0; b < EST_TB; b++) {
-#pragma unroll
-            for (int g = 0; g < G; g++) {
-                float x = tid < R ? phq[g][tid] * ph[b] : 0.f;
-                for (int off = 16; off > 0; off >>= 1) x += __shfl_xor_sync(0xffffffffu, x, off);
-                if ((tid & 31) == 0) red[tid >> 5][g] = x;
-            }
-            __syncthreads();
-            if (tid < G) {
-                float a = 0.f;
-                for (int w = 0; w < EST_THREADS / 32; w++) a += red[w][tid];
-                kap[b][tid] = a;
-            }
-            __syncthreads();
+            for (int b = 0; b < HT; b++) a[b] = fmaf(w, skk[(half * HT + b) * D + dd], a[b]);
         }
 #pragma unroll
-        for (int g = 0; g < G; g++) {
-            for (int j = 0; j < (D + EST_THREADS - 1) / EST_THREADS; j++) {
-                int dd = tid + j * EST_THREADS;
-                if (dd < D)
-                    for (int b = 0; b < EST_TB; b++) accN[g][j] = fmaf(kap[b][g], sv[b][dd], accN[g][j]);
-            }
-            for (int b = 0; b < EST_TB; b++) accD[g] += kap[b][g];
-        }
-        __syncthreads();
-    }
-#pragma unroll
-    for (int g = 0; g < G; g++) {
-        for (int j = 0; j < (D + EST_THREADS - 1) / EST_THREADS; j++) {
-            int dd = tid + j * EST_THREADS;
-            if (dd < D) out[g * (D + 2) + dd] = accN[g][j];
-        }
-        if (tid == 0) {
-            out[g * (D + 2) + D] = accD[g];
-            out[g * (D + 2) + D + 1] = 0.f;
+        for (int b = 0; b < HT; b++) {
+            const int bb = half * HT + b;
+            phk[bb * (R + 1) + i] = expf(a[b] - 0.5f * n2[bb] - ckh) * rinv;
         }
     }
+    __syncthreads();
+    for (int x = tid; x < EST_TOK * G; x += EST_THREADS) {
+        const int b = x / G, g = x % G;
+        float a = 0.f;
+        for (int i = 0; i < R; i++) a = fmaf(phq[g * R + i], phk[b * (R + 1) + i], a);
+        kap[x] = a;
+    }
+    __syncthreads();
+    for (int x = tid; x < G * (D + 1); x += EST_THREADS) {
+        const int g = x / (D + 1), dd = x % (D + 1);
+        float a = 0.f;
+        if (dd < D)
+            for (int b = 0; b < EST_TOK; b++) a = fmaf(kap[b * G + g], svv[b * D + dd], a);
+        else
+            for (int b = 0; b < EST_TOK; b++) a += kap[b * G + g];
+        out[g * (D + 2) + dd] = a;
+    }
+    if (tid < G) out[tid * (D + 2) + D + 1] = 0.f;
 }
 
 template <int D, int G>
 static int launch_est(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e, const float *q, float *est,
                       cudaStream_t st)
 {
+    const size_t sm = est_smem<D>(e->R, G);
+    int rc = (int)cudaFuncSetAttribute(est_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+    if (rc) return rc;
     dim3 grid(e->nchunk + 1, s->nseq * s->hkv);
-    est_kernel<D, G><<<grid, EST_THREADS, 0, st>>>(q, s->scale, s->hkv, s->page, e->R, e->nchunk, e->wt, e->S,
-                                                   e->u, e->ck, e->sub, e->sub_off, est);
+    est_kernel<D, G><<<grid, EST_THREADS, sm, st>>>(q, s->scale, s->hkv, s->page, e->R, e->nchunk, e->wt, e->S,
+                                                    e->u, e->ck, e->sub, e->sub_off, est);
     return (int)cudaGetLastError();
 }
 
@@ -421,7 +635,8 @@ static int dispatch_est(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e, co
 extern "C" int kvs_cu_completion_est(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e, const float *q,
                                      float *est, cudaStream_t stream)
 {
-    if (e->R < 1 || e->R > 256 || e->nchunk < 1) return (int)cudaErrorInvalidValue;
+    if (e->R < 1 || e->R > 256 || e->nchunk < 1 || s->page < 1 || (s->page & (s->page - 1)))
+        return (int)cudaErrorInvalidValue;
     if (s->d == 64) return dispatch_est<64>(s, e, q, est, stream);
     if (s->d == 128) return dispatch_est<128>(s, e, q, est, stream);
     return (int)cudaErrorInvalidValue;

@@ -1,4 +1,4 @@
-# bytes_by_link.gp — one line per (method, link).
+# bytes_by_link.gp — one line per (method, link): colour = link, dashes and points = method.
 set title "Bytes per decode step by link" noenhanced
 set xlabel "budget B (tokens)"
 set ylabel "bytes per decode step"
@@ -6,4 +6,5 @@ set logscale xy
 set format y "%.0s%cB"
 set grid
 set key outside right noenhanced
-plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 \
+     lc rgb link_color(word(series, i)) dt method_dt(word(series, i)) pt method_pt(word(series, i)) title word(series, i)

@@ -5,4 +5,5 @@ set ylabel "mean relative L2 error"
 set logscale xy
 set grid
 set key top right noenhanced
-plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt method_pt(word(series, i)) \
+     lc rgb method_color(word(series, i)) title word(series, i)

@@ -1,5 +1,6 @@
 -- title: Attention error vs budget, by method
 -- caption: Mean relative L2 error of the attention output (averaged over every decode step, layer and query head of a run, then over the runs with the same method and budget — e.g. the traces of a sweep) against the budget B, the tokens read exactly per step, layer and KV head. Log-log axes; lower is better.
+-- order: 20
 SELECT r.method            AS series,
        r.budget            AS budget,
        AVG(e.err_mean)     AS err_mean,

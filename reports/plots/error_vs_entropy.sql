@@ -1,5 +1,6 @@
 -- title: Error vs head entropy
 -- caption: Mean relative L2 error of each (step, layer, head) against the normalised entropy of its true attention, in bins of 0.1; one line per method and budget. High-entropy heads spread their mass over many tokens, which a fixed budget of exact tokens misses.
+-- order: 30
 SELECT r.method || ' B=' || r.budget                     AS series,
        MIN(0.95, CAST(h.entropy * 10 AS INTEGER) / 10.0 + 0.05) AS entropy_bin,
        AVG(h.rel_l2)                                     AS err_mean,

@@ -5,4 +5,5 @@ set ylabel "mean step latency (us)"
 set logscale xy
 set grid
 set key outside right noenhanced
-plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 pt 7 title word(series, i)
+plot for [i=1:nseries] datafile index (i-1) using 2:3 with linespoints lw 2 \
+     lc rgb method_color(word(series, i)) pt method_pt(word(series, i)) dt 1 + i % 5 title word(series, i)

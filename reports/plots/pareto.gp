@@ -5,5 +5,6 @@ set ylabel "mean relative L2 error"
 set logscale xy
 set grid
 set key outside right noenhanced
-plot for [i=1:nseries-1] datafile index (i-1) using 2:3 with points pt 7 ps 1.2 title word(series, i), \
+plot for [i=1:nseries-1] datafile index (i-1) using 2:3 with points pt method_pt(word(series, i)) ps 1.2 \
+     lc rgb method_color(word(series, i)) title word(series, i), \
      datafile index (nseries-1) using 2:3 with steps lw 2 lc rgb "black" title word(series, nseries)

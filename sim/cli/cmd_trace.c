@@ -158,13 +158,16 @@ static void usage_validate(FILE *f) {
                "  --check-ref   also recompute full attention in double from the stored\n"
                "                tensors and compare with o_ref (max rel L2 per layer)\n"
                "  --tol X       tolerance on that max rel L2 (default 1e-3)\n"
+               "  --in-process  do not fork: by default each file is checked in a child\n"
+               "                process so that a crash inside HDF5 on a corrupt file is\n"
+               "                reported as a problem of that file\n"
                "Prints one line per problem, \"FILE: OBJECT: rule: detail\", or\n"
                "\"FILE: valid (...)\"; exit 1 when any file is invalid.\n");
 }
 
 static int trace_validate(int argc, char **argv) {
     const char *cmd = "trace validate";
-    kvs_validate_opts o = {0, 1e-3, NULL};
+    kvs_validate_opts o = {0, 1e-3, NULL, 1};
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -172,6 +175,7 @@ static int trace_validate(int argc, char **argv) {
             return 0;
         }
         if (!strcmp(argv[i], "--check-ref")) o.check_ref = 1;
+        else if (!strcmp(argv[i], "--in-process")) o.isolate = 0;
         else if (!strcmp(argv[i], "--tol")) {
             const char *s = optval(cmd, argc, argv, &i);
             if (!s || kvs_cli_double(cmd, "--tol", s, 1e-12, 1.0, &o.ref_tol)) return 2;
@@ -326,7 +330,8 @@ static int trace_cut(int argc, char **argv) {
     snprintf(src, sizeof src, "cut: %s layers %s, positions %ld..%ld, steps %ld:%ld, o_ref recomputed (double) | %s",
              base, lay, m->position_offset + P0, m->position_offset + T0 + sb - 1, sa, sb,
              m->source[0] ? m->source : "-");
-    snprintf(nm.source, sizeof nm.source, "%s", src);
+    memcpy(nm.source, src, sizeof nm.source - 1);
+    nm.source[sizeof nm.source - 1] = 0;
     kvs_trace_writer *w = NULL;
     if (kvs_trace_writer_new(outp, &nm, dtype, gzip, &w, err, sizeof err)) {
         fprintf(stderr, "kvsim %s: %s\n", cmd, err);
@@ -548,8 +553,8 @@ static void bench_h5_close(bench_h5 *b, int L) {
 /* one pass over all heads with H5Dread; raw: file type into buf16, else NATIVE_FLOAT into out */
 static int bench_h5_pass(bench_h5 *b, const kvs_trace_meta *m, long T, int raw, float *out, void *buf16) {
     int d = m->head_dim;
-    hsize_t cnt[3] = {1, (hsize_t)T, (hsize_t)d}, n = (hsize_t)T * (hsize_t)d;
-    hid_t ms = H5Screate_simple(1, &n, NULL);
+    hsize_t cnt[3] = {1, (hsize_t)T, (hsize_t)d};
+    hid_t ms = H5Screate_simple(3, cnt, NULL);
     int rc = 0;
     for (int l = 0; l < m->n_layers && !rc; l++)
         for (int h = 0; h < m->n_kv_heads && !rc; h++)
@@ -652,9 +657,8 @@ int kvs_bench_trace(int argc, char **argv) {
            nval / best_raw / 1e6);
     if (m->kv_dtype_bytes == 2) {
         /* conversion alone on layer 0 k, all heads (contiguous rows of one head reused) */
-        hsize_t n = (hsize_t)Td;
         hsize_t st[3] = {0, 0, 0}, cnt[3] = {1, (hsize_t)T, (hsize_t)d};
-        hid_t ft = H5Dget_type(b.k[0]), fs = H5Dget_space(b.k[0]), ms = H5Screate_simple(1, &n, NULL);
+        hid_t ft = H5Dget_type(b.k[0]), fs = H5Dget_space(b.k[0]), ms = H5Screate_simple(3, cnt, NULL);
         H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
         int bad = H5Dread(b.k[0], ft, ms, fs, H5P_DEFAULT, h16) < 0;
         H5Sclose(ms), H5Sclose(fs);

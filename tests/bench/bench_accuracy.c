@@ -5,6 +5,7 @@
  * entropy over the sampled steps, < 0.5 or >= 0.5).
  *
  * usage: bench_accuracy [--stride N] [--sinks S] [--window W] [--features F]
+ *                       [--features-favor F] [--features-taylor R] [--features-fitted C]
  *                       [--seed X] [--fracs a,b,c] TRACE.h5...
  * Output: a markdown table on stdout (deterministic for the same inputs). */
 #include "kvs_attn.h"
@@ -41,7 +42,7 @@ static double rel_l2(const float *a, const double *ref, int d) {
 }
 
 int main(int argc, char **argv) {
-    int stride = 8, sinks = 4, window = 16, features = 0;
+    int stride = 8, sinks = 4, window = 16, features = 0, fmf[3] = {0, 0, 0};
     unsigned long long seed = 1;
     double fracs[MAXFR] = {0.005, 0.01, 0.02, 0.04};
     int nfr = 4, a = 1;
@@ -50,6 +51,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--sinks") && a + 1 < argc) sinks = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--window") && a + 1 < argc) window = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--features") && a + 1 < argc) features = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--features-favor") && a + 1 < argc) fmf[0] = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--features-taylor") && a + 1 < argc) fmf[1] = atoi(argv[++a]);
+        else if (!strcmp(argv[a], "--features-fitted") && a + 1 < argc) fmf[2] = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--seed") && a + 1 < argc) seed = strtoull(argv[++a], NULL, 10);
         else if (!strcmp(argv[a], "--fracs") && a + 1 < argc) {
             char *s = argv[++a];
@@ -77,7 +81,11 @@ int main(int argc, char **argv) {
             c->frac = fracs[f];
             if (t == 0 || t == 5) c->o.kind = KVS_M_TOPK;
             if (t == 1) c->o.kind = KVS_M_QUEST;
-            if (t >= 2 && t <= 4) { c->o.kind = KVS_M_COMPLETION; c->o.fmap = (kvs_fmap_kind)(t - 2); }
+            if (t >= 2 && t <= 4) {
+                c->o.kind = KVS_M_COMPLETION;
+                c->o.fmap = (kvs_fmap_kind)(t - 2);
+                if (fmf[t - 2] > 0) c->o.features = fmf[t - 2];
+            }
             if (t == 5) c->extra = -1;   /* filled with the fitted summary's token-eq */
             if (t == 6) c->o.kind = KVS_M_WINDOW;
         }
@@ -149,7 +157,7 @@ int main(int argc, char **argv) {
                             C->cnt[b] += 1.0;
                             double tau = 1.0 - so.exact_mass[h];
                             C->tau[b] += tau;
-                            C->est_err[b] += fabs(so.est_mass[h] - so.true_resid_mass[h]);
+                            C->est_err[b] += fabs(so.est_mass[h] - so.true_resid_mass[h] / (so.exact_mass[h] + so.true_resid_mass[h]));
                         }
                     }
                     kvs_method_free(m);
@@ -160,9 +168,9 @@ int main(int argc, char **argv) {
         free(k); free(v); free(q); free(o); free(qg); free(oref); free(ent); free(tauv);
         kvs_trace_close(tr);
     }
-    printf("sinks %d, window %d, stride %d, features %s, seed %llu; %d traces\n\n", sinks, window, stride,
-           features ? "set" : "default", seed, argc - a);
-    printf("| method | budget | B tokens | summary te | params te | rel_l2 H<0.5 | rel_l2 H>=0.5 | unread mass H<0.5 | H>=0.5 | est-mass err H<0.5 | H>=0.5 | n (lo/hi) |\n");
+    printf("sinks %d, window %d, stride %d, features %d (favor %d, taylor %d, fitted %d; 0 = default), seed %llu; %d traces\n\n",
+           sinks, window, stride, features, fmf[0], fmf[1], fmf[2], seed, argc - a);
+    printf("| method | budget | B tokens | summary te | params te | rel_l2 H<0.5 | rel_l2 H>=0.5 | unread mass H<0.5 | H>=0.5 | est share err H<0.5 | H>=0.5 | n (lo/hi) |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int c = 0; c < nc; c++) {
         cfg_t *C = &cfg[c];

@@ -1,0 +1,59 @@
+#!/bin/bash
+# gpu_fidelity.sh — the whole GPU device run in one call: build the CUDA
+# kernels and kvsim-gpu with nvcc (no CMake dependencies needed there),
+# check them against the CPU references (random inputs and exported trace
+# layers), time the kernels, measure the fidelity configurations.
+#
+# usage: scripts/gpu_fidelity.sh OUTDIR [EXPORTDIR]
+#   OUTDIR     where logs and CSVs go (on the device machine: $OUT)
+#   EXPORTDIR  trace exports made here by sim/gpu/export_trace.py
+#              (default build-gpu/export; carried with the call)
+# Output: OUTDIR/gpu_log.txt, OUTDIR/bench.csv, OUTDIR/measured.csv.
+# Exit: 0 all steps ran and the checks passed; 1 otherwise; 77 no GPU.
+set -u -o pipefail
+OUTD=${1:?usage: gpu_fidelity.sh OUTDIR [EXPORTDIR]}
+EXP=${2:-build-gpu/export}
+mkdir -p "$OUTD"
+NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
+BIN=build-gpu-dev
+mkdir -p $BIN
+log="$OUTD/gpu_log.txt"
+: >"$log"
+say() { echo "== $*" | tee -a "$log"; }
+rc=0
+say "machine"
+{ nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem,temperature.gpu --format=csv
+  "$NVCC" --version | tail -1; nproc
+  dpkg -l libhdf5-dev libsqlite3-dev libgsl-dev libconfig-dev libcunit1-dev 2>&1 | grep -E '^(ii|un|dpkg)' || true
+} 2>&1 | tee -a "$log"
+command -v nvidia-smi >/dev/null || { echo "no nvidia-smi: no GPU" | tee -a "$log"; exit 77; }
+
+say "build ($NVCC, sm_90)"
+t0=$(date +%s)
+FL="-O3 -arch=sm_90 -std=c++17 -Imodels/cuda -Isim/gpu"
+pids=()
+for f in models/cuda/kvs_cuda_attn.cu models/cuda/kvs_cuda_select.cu sim/gpu/kvsim_gpu.cu sim/gpu/gpu_ref.cpp; do
+  b=$(basename "$f"); "$NVCC" $FL -Xptxas -v -c "$f" -o "$BIN/$b.o" >"$BIN/$b.log" 2>&1 &
+  pids+=($!)
+done
+for p in "${pids[@]}"; do wait "$p" || rc=1; done
+cat $BIN/*.log | grep -E 'error|warning|spill stores' | sort | uniq -c | tee -a "$log"
+"$NVCC" -arch=sm_90 -o $BIN/kvsim-gpu $BIN/*.o 2>&1 | tee -a "$log"
+[ -x $BIN/kvsim-gpu ] || { echo "build failed" | tee -a "$log"; cat $BIN/*.log | grep -B2 -A3 error | tee -a "$log"; exit 1; }
+echo "build took $(( $(date +%s) - t0 )) s" | tee -a "$log"
+
+say "selftest (random inputs vs double reference)"
+$BIN/kvsim-gpu selftest 2>&1 | tee -a "$log" || rc=1
+say "check (exported trace layers vs double reference and o_ref)"
+if ls "$EXP"/*/meta.txt >/dev/null 2>&1; then
+  $BIN/kvsim-gpu check $(dirname $(ls "$EXP"/*/meta.txt)) 2>&1 | tee -a "$log" || rc=1
+else
+  echo "no exports under $EXP: skipped" | tee -a "$log"
+fi
+say "bench (kernel speed)"
+$BIN/kvsim-gpu bench "$OUTD/bench.csv" 2>&1 | tee -a "$log" || rc=1
+say "fidelity (measured step latency)"
+$BIN/kvsim-gpu fidelity "$OUTD/measured.csv" ${FIDELITY_QUICK:-} 2>&1 | tee -a "$log" || rc=1
+nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu --format=csv 2>&1 | tee -a "$log"
+say "done rc=$rc"
+exit $rc

@@ -1,0 +1,82 @@
+/* kvs_access.c — access log storage (kvs_access.h). */
+#include "kvs_access.h"
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct {
+    kvs_access a;
+    int32_t *pages;   /* owned */
+    int set;
+} cell;
+
+struct kvs_access_log {
+    int n_steps, n_layers, n_kv, page_tokens;
+    int64_t n_ctx;
+    cell *c;
+};
+
+kvs_access_log *kvs_access_log_new(int n_steps, int n_layers, int n_kv_heads, int page_tokens, int64_t n_ctx) {
+    assert(n_steps > 0 && n_layers > 0 && n_kv_heads > 0 && page_tokens > 0 && n_ctx > 0);
+    kvs_access_log *l = calloc(1, sizeof *l);
+    assert(l);
+    if (!l) abort();
+    l->n_steps = n_steps;
+    l->n_layers = n_layers;
+    l->n_kv = n_kv_heads;
+    l->page_tokens = page_tokens;
+    l->n_ctx = n_ctx;
+    l->c = calloc((size_t)n_steps * (size_t)n_layers * (size_t)n_kv_heads, sizeof *l->c);
+    assert(l->c);
+    if (!l->c) abort();
+    return l;
+}
+
+void kvs_access_log_free(kvs_access_log *l) {
+    if (!l) return;
+    size_t n = (size_t)l->n_steps * (size_t)l->n_layers * (size_t)l->n_kv;
+    for (size_t i = 0; i < n; i++) free(l->c[i].pages);
+    free(l->c);
+    free(l);
+}
+
+static size_t at(const kvs_access_log *l, int si, int li, int h) {
+    assert(si >= 0 && si < l->n_steps && li >= 0 && li < l->n_layers && h >= 0 && h < l->n_kv);
+    return ((size_t)si * (size_t)l->n_layers + (size_t)li) * (size_t)l->n_kv + (size_t)h;
+}
+
+void kvs_access_log_put(kvs_access_log *l, int si, int li, int h, int32_t p, const int32_t *idx, int64_t n,
+                        int64_t meta_bytes, int64_t summary_bytes) {
+    assert(p >= 0 && (int64_t)p < l->n_ctx && n >= 0 && meta_bytes >= 0 && summary_bytes >= 0);
+    cell *c = &l->c[at(l, si, li, h)];
+    free(c->pages);
+    /* distinct pages of an ascending list: at most min(n, p/page_tokens + 1) */
+    int64_t cap = (int64_t)p / l->page_tokens + 1;
+    if (n < cap) cap = n;
+    c->pages = malloc((size_t)(cap > 0 ? cap : 1) * sizeof *c->pages);
+    assert(c->pages);
+    if (!c->pages) abort();
+    int32_t np = 0;
+    for (int64_t i = 0; i < n; i++) {
+        assert(idx[i] >= 0 && idx[i] <= p);
+        assert(i == 0 || idx[i] > idx[i - 1]);
+        int32_t g = idx[i] / l->page_tokens;
+        if (np == 0 || c->pages[np - 1] != g) c->pages[np++] = g;
+    }
+    c->a = (kvs_access){p, c->pages, np, n, meta_bytes, summary_bytes};
+    c->set = 1;
+}
+
+const kvs_access *kvs_access_log_get(const kvs_access_log *l, int si, int li, int h) {
+    const cell *c = &l->c[at(l, si, li, h)];
+    return c->set ? &c->a : NULL;
+}
+
+void kvs_access_log_shape(const kvs_access_log *l, int *n_steps, int *n_layers, int *n_kv_heads, int *page_tokens,
+                          int64_t *n_ctx) {
+    if (n_steps) *n_steps = l->n_steps;
+    if (n_layers) *n_layers = l->n_layers;
+    if (n_kv_heads) *n_kv_heads = l->n_kv;
+    if (page_tokens) *page_tokens = l->page_tokens;
+    if (n_ctx) *n_ctx = l->n_ctx;
+}

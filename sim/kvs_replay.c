@@ -1,0 +1,541 @@
+/* kvs_replay.c — event-driven timing replay of an access log (kvs_replay.h).
+ * One layer is active at a time on the GPU stream; transfers run on the
+ * links of kvs_xfer and report to "groups" that the layer waits on. */
+#include "kvs_replay.h"
+#include "kvs_cache.h"
+#include "kvs_evq.h"
+#include "kvs_gpu.h"
+#include "kvs_link.h"
+#include "kvs_preset.h"
+#include <assert.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+struct rp;
+typedef struct group {
+    int pending;
+    int64_t done_t;
+    struct rp *r;
+} group;
+
+typedef struct {
+    uint64_t *keys;     /* sorted */
+    unsigned char *used;
+    int n, cap;
+    int step;           /* the step this prefetch serves, -1 none */
+    group *g;
+} pf_slot;
+
+typedef struct rp {
+    const kvs_hw *hw;
+    kvs_model m;
+    int batch;
+    const kvs_access_log *log;
+    int S, Llog, Hlog, pt, Lt, Ht, hd, eb, gq;
+    double pb;                  /* bytes of one page of one KV head of one sequence */
+    int sink_pages, window;
+    kvs_evq *q;
+    kvs_xfer x;
+    kvs_cache *cache;
+    pf_slot *pf;                /* [Lt] */
+    group **groups;
+    size_t ng, capg;
+    /* the active layer */
+    int s, l, waiting;
+    int64_t t_step0, t_sel_done;
+    double tokens;              /* summed over heads, one sequence */
+    group *dem, *need_pf, *issued_pf;
+    kvs_step_row *rows;
+    /* scratch for prefetch issue */
+    uint64_t *tmp;
+    int tmp_cap;
+} rp;
+
+static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static void seterr(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+static int log_layer(const rp *r, int l) { return (int)((int64_t)l * r->Llog / r->Lt); }
+static const kvs_access *cell(const rp *r, int s, int l, int h) {
+    return kvs_access_log_get(r->log, s, log_layer(r, l), h % r->Hlog);
+}
+static uint64_t page_key(int l, int h, int32_t g) {
+    return ((uint64_t)(uint32_t)l << 48) | ((uint64_t)(uint32_t)h << 32) | (uint32_t)g;
+}
+static int64_t first_win(const rp *r, int32_t p) {
+    int64_t a = (int64_t)p + 1 - r->window;
+    return (a > 0 ? a : 0) / r->pt;
+}
+static int is_anchor(const rp *r, int32_t g, int32_t p) {
+    return r->hw->policy.placement == KVS_PLACE_HBM || g < r->sink_pages || g >= first_win(r, p) ||
+           g == p / r->pt;
+}
+/* 1 when a mid-region page lives on the SSD. */
+static int on_ssd(const rp *r, uint64_t key) {
+    switch (r->hw->policy.placement) {
+    case KVS_PLACE_SSD: return 1;
+    case KVS_PLACE_SPLIT: {
+        uint64_t x = key + 0x9e3779b97f4a7c15ULL;
+        x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+        x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+        x ^= x >> 31;
+        return (double)(x >> 11) * (1.0 / 9007199254740992.0) < r->hw->policy.ssd_fraction;
+    }
+    default: return 0;
+    }
+}
+
+static group *group_new(rp *r) {
+    if (r->ng == r->capg) {
+        r->capg = r->capg ? 2 * r->capg : 64;
+        r->groups = realloc(r->groups, r->capg * sizeof *r->groups);
+        if (!r->groups) abort();
+    }
+    group *g = calloc(1, sizeof *g);
+    if (!g) abort();
+    g->r = r;
+    r->groups[r->ng++] = g;
+    return g;
+}
+
+static void check_ready(rp *r);
+
+static void group_done(void *ctx, int64_t arg) {
+    (void)arg;
+    group *g = ctx;
+    assert(g->pending > 0);
+    if (--g->pending == 0) {
+        g->done_t = kvs_evq_now(g->r->q);
+        check_ready(g->r);
+    }
+}
+
+typedef struct {
+    rp *r;
+    group *g;
+    double bytes;
+} chain_t;
+
+static void ssd_staged_done(void *ctx, int64_t arg) {
+    (void)arg;
+    chain_t c = *(chain_t *)ctx;
+    free(ctx);
+    kvs_xfer_copies(&c.r->x, c.r->x.host_to_gpu, 1, c.bytes, group_done, c.g, 0);
+}
+
+/* Issues the fetch of n_host host pages and n_ssd SSD pages (per sequence)
+ * into group g, counting bytes on the current step's row. */
+static void fetch(rp *r, int64_t n_host, int64_t n_ssd, group *g) {
+    kvs_step_row *row = &r->rows[r->s];
+    int64_t b = r->batch;
+    if (n_host > 0) {
+        g->pending++;
+        kvs_xfer_pages_to_gpu(&r->x, r->hw->policy.mechanism, n_host * b, r->pb, group_done, g, 0);
+        row->bytes_host_to_gpu += (int64_t)llround((double)(n_host * b) * r->pb);
+    }
+    if (n_ssd > 0) {
+        double bytes = (double)(n_ssd * b) * r->pb;
+        g->pending++;
+        if (r->x.ssd_to_gpu >= 0) {
+            kvs_xfer_ssd_read(&r->x, 1, n_ssd * b, r->pb, r->hw->policy.ssd_queue_depth, group_done, g, 0);
+            row->bytes_ssd_to_gpu += (int64_t)llround(bytes);
+        } else {
+            chain_t *c = malloc(sizeof *c);
+            if (!c) abort();
+            *c = (chain_t){r, g, bytes};
+            kvs_xfer_ssd_read(&r->x, 0, n_ssd * b, r->pb, r->hw->policy.ssd_queue_depth, ssd_staged_done, c, 0);
+            row->bytes_ssd_to_host += (int64_t)llround(bytes);
+            row->bytes_host_to_gpu += (int64_t)llround(bytes);
+        }
+    }
+}
+
+static int cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Prefetch for (s2, l2) from step s2-1's selection. */
+static void issue_prefetch(rp *r, int s2, int l2) {
+    pf_slot *ps = &r->pf[l2];
+    ps->n = 0;
+    ps->step = s2;
+    ps->g = group_new(r);
+    int64_t n_host = 0, n_ssd = 0;
+    for (int h = 0; h < r->Ht; h++) {
+        const kvs_access *prev = cell(r, s2 - 1, l2, h), *next = cell(r, s2, l2, h);
+        for (int32_t i = 0; i < prev->n_pages; i++) {
+            int32_t g = prev->pages[i];
+            if (is_anchor(r, g, next->p)) continue;
+            uint64_t key = page_key(l2, h, g);
+            if (r->cache && kvs_cache_contains(r->cache, key)) continue;
+            if (ps->n == ps->cap) {
+                ps->cap = ps->cap ? 2 * ps->cap : 256;
+                ps->keys = realloc(ps->keys, (size_t)ps->cap * sizeof *ps->keys);
+                ps->used = realloc(ps->used, (size_t)ps->cap);
+                if (!ps->keys || !ps->used) abort();
+            }
+            ps->keys[ps->n++] = key;
+            if (on_ssd(r, key)) n_ssd++;
+            else n_host++;
+        }
+    }
+    qsort(ps->keys, (size_t)ps->n, sizeof *ps->keys, cmp_u64);
+    memset(ps->used, 0, (size_t)ps->n);
+    fetch(r, n_host, n_ssd, ps->g);
+    r->issued_pf = ps->g;
+}
+
+static void layer_start(rp *r);
+
+static void step_end(kvs_evq *q, void *ctx, int64_t arg) {
+    (void)arg;
+    rp *r = ctx;
+    r->rows[r->s].latency_ns = kvs_evq_now(q) - r->t_step0;
+    if (r->s + 1 < r->S) {
+        r->s++;
+        r->l = 0;
+        layer_start(r);
+    }
+}
+
+static void layer_end(kvs_evq *q, void *ctx, int64_t arg) {
+    (void)arg;
+    rp *r = ctx;
+    if (r->l + 1 < r->Lt) {
+        r->l++;
+        layer_start(r);
+        return;
+    }
+    double bytes;
+    int64_t t = kvs_gpu_lm_head_ns(r->hw, &r->m, r->batch, &bytes);
+    r->rows[r->s].other_ns += t;
+    r->rows[r->s].bytes_hbm_read += (int64_t)llround(bytes);
+    kvs_evq_push(q, kvs_evq_now(q) + t, step_end, r, 0);
+}
+
+static void check_ready(rp *r) {
+    if (!r->waiting) return;
+    if (r->dem->pending > 0) return;
+    if (r->need_pf && r->need_pf->pending > 0) return;
+    if (!r->hw->policy.overlap && r->issued_pf && r->issued_pf->pending > 0) return;
+    r->waiting = 0;
+    kvs_step_row *row = &r->rows[r->s];
+    int64_t now = kvs_evq_now(r->q);
+    row->stall_ns += now - r->t_sel_done;
+    double kv_bytes = r->tokens * 2.0 * r->hd * r->eb * r->batch;
+    double flops = r->tokens * 4.0 * r->hd * r->gq * r->batch;
+    int64_t t_attn = kvs_gpu_kernel_ns(r->hw, kv_bytes, flops);
+    double wbytes;
+    int64_t t_rest = kvs_gpu_layer_rest_ns(r->hw, &r->m, r->batch, &wbytes);
+    row->attn_ns += t_attn;
+    row->other_ns += t_rest;
+    row->bytes_hbm_read += (int64_t)llround(kv_bytes + wbytes);
+    kvs_evq_push(r->q, now + t_attn + t_rest, layer_end, r, 0);
+}
+
+static int32_t find_key(const pf_slot *ps, uint64_t key) {
+    int32_t lo = 0, hi = ps->n - 1;
+    while (lo <= hi) {
+        int32_t mid = lo + (hi - lo) / 2;
+        if (ps->keys[mid] == key) return mid;
+        if (ps->keys[mid] < key) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return -1;
+}
+
+static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
+    (void)arg;
+    rp *r = ctx;
+    kvs_step_row *row = &r->rows[r->s];
+    r->t_sel_done = kvs_evq_now(q);
+    pf_slot *ps = &r->pf[r->l];
+    int have_pf = ps->step == r->s && ps->g;
+    int pf_on = r->hw->policy.prefetch != KVS_PREFETCH_NONE;
+    int64_t n_host = 0, n_ssd = 0, pf_hits = 0;
+    r->tokens = 0;
+    for (int h = 0; h < r->Ht; h++) {
+        const kvs_access *e = cell(r, r->s, r->l, h);
+        r->tokens += (double)e->tokens;
+        for (int32_t i = 0; i < e->n_pages; i++) {
+            int32_t g = e->pages[i];
+            if (is_anchor(r, g, e->p)) continue;
+            uint64_t key = page_key(r->l, h, g);
+            if (r->cache && kvs_cache_lookup(r->cache, key)) {
+                row->cache_hits++;
+                continue;
+            }
+            row->cache_misses++;
+            int32_t k = have_pf ? find_key(ps, key) : -1;
+            if (k >= 0) {
+                ps->used[k] = 1;
+                pf_hits++;
+            } else {
+                if (pf_on) row->prefetch_misses++;
+                if (on_ssd(r, key)) n_ssd++;
+                else n_host++;
+            }
+            if (r->cache) kvs_cache_insert(r->cache, key, NULL);
+        }
+    }
+    row->prefetch_hits += pf_hits;
+    r->need_pf = pf_hits ? ps->g : NULL;
+    if (have_pf) {
+        int64_t unused = 0;
+        for (int32_t i = 0; i < ps->n; i++) unused += !ps->used[i];
+        row->prefetch_wasted_bytes += (int64_t)llround((double)(unused * r->batch) * r->pb);
+        ps->step = -1;
+    }
+    r->dem = group_new(r);
+    fetch(r, n_host, n_ssd, r->dem);
+    r->waiting = 1;
+    check_ready(r);
+}
+
+static void layer_start(rp *r) {
+    int64_t now = kvs_evq_now(r->q);
+    kvs_step_row *row = &r->rows[r->s];
+    if (r->l == 0) {
+        r->t_step0 = now;
+        row->step = r->s;
+        /* pages that left the window since the previous step go back to host */
+        if (r->s > 0 && r->hw->policy.placement != KVS_PLACE_HBM) {
+            int32_t p0 = cell(r, r->s - 1, 0, 0)->p, p1 = cell(r, r->s, 0, 0)->p;
+            int64_t a = first_win(r, p0), b = first_win(r, p1);
+            if (a < r->sink_pages) a = r->sink_pages;
+            if (b > a) {
+                int64_t n = (b - a) * r->Lt * r->Ht * r->batch;
+                kvs_xfer_copies(&r->x, r->x.gpu_to_host, n, r->pb, NULL, NULL, 0);
+                row->bytes_gpu_to_host += (int64_t)llround((double)n * r->pb);
+            }
+        }
+    }
+    r->issued_pf = NULL;
+    if (r->hw->policy.prefetch == KVS_PREFETCH_PREV_STEP && r->hw->policy.placement != KVS_PLACE_HBM) {
+        int s2 = r->l + 1 < r->Lt ? r->s : r->s + 1, l2 = r->l + 1 < r->Lt ? r->l + 1 : 0;
+        if (s2 >= 1 && s2 < r->S) issue_prefetch(r, s2, l2);
+    }
+    double meta = 0, summ = 0;
+    for (int h = 0; h < r->Ht; h++) {
+        const kvs_access *e = cell(r, r->s, r->l, h);
+        meta += (double)e->meta_bytes;
+        summ += (double)e->summary_bytes;
+    }
+    meta *= r->batch;
+    summ *= r->batch;
+    int64_t t_sel = 0;
+    if (meta + summ > 0) {
+        t_sel = kvs_gpu_kernel_ns(r->hw, meta + summ, 0);
+        row->attn_ns += t_sel;
+        row->bytes_hbm_read += (int64_t)llround(meta + summ);
+        row->bytes_meta += (int64_t)llround(meta);
+        row->bytes_summary += (int64_t)llround(summ);
+    }
+    kvs_evq_push(r->q, now + t_sel, sel_done, r, 0);
+}
+
+static void free_rp(rp *r) {
+    for (size_t i = 0; i < r->ng; i++) free(r->groups[i]);
+    free(r->groups);
+    if (r->pf)
+        for (int l = 0; l < r->Lt; l++) {
+            free(r->pf[l].keys);
+            free(r->pf[l].used);
+        }
+    free(r->pf);
+    kvs_cache_free(r->cache);
+    if (r->x.net) kvs_xfer_free(&r->x);
+    kvs_evq_free(r->q);
+}
+
+static void add_value(kvs_value_row *v, size_t *n, const char *name, double value) {
+    snprintf(v[*n].name, sizeof v[*n].name, "%s", name);
+    v[*n].value = value;
+    (*n)++;
+}
+
+int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_preset, int batch,
+                   const kvs_access_log *log, kvs_step_row *rows, kvs_link_row **links, size_t *n_links,
+                   kvs_value_row **values, size_t *n_values, char *err, size_t errlen) {
+    char e2[400];
+    if (kvs_hw_check(hw, e2, sizeof e2)) {
+        seterr(err, errlen, "hardware config: %s", e2);
+        return -1;
+    }
+    if (batch < 1) {
+        seterr(err, errlen, "batch must be >= 1 (got %d)", batch);
+        return -1;
+    }
+    if (tg->n_layers < 1 || tg->n_heads < 1 || tg->n_kv_heads < 1 || tg->head_dim < 1 || tg->kv_elem_bytes < 1 ||
+        tg->n_heads % tg->n_kv_heads) {
+        seterr(err, errlen, "bad trace geometry (layers %d, heads %d, kv heads %d, head_dim %d, kv bytes %d)",
+               tg->n_layers, tg->n_heads, tg->n_kv_heads, tg->head_dim, tg->kv_elem_bytes);
+        return -1;
+    }
+    rp R;
+    memset(&R, 0, sizeof R);
+    rp *r = &R;
+    r->hw = hw;
+    r->batch = batch;
+    r->log = log;
+    if (model_preset && *model_preset) {
+        if (kvs_preset_get(model_preset, &r->m, err, errlen)) return -1;
+        r->eb = 2;
+    } else {
+        kvs_model_from_trace(tg->n_layers, tg->n_heads, tg->n_kv_heads, tg->head_dim, &r->m);
+        r->eb = tg->kv_elem_bytes;
+    }
+    int64_t n_ctx;
+    kvs_access_log_shape(log, &r->S, &r->Llog, &r->Hlog, &r->pt, &n_ctx);
+    if (r->pt != hw->policy.page_tokens) {
+        seterr(err, errlen, "the access log's pages are %d tokens but policy.page_tokens is %d", r->pt,
+               hw->policy.page_tokens);
+        return -1;
+    }
+    r->Lt = r->m.n_layers;
+    r->Ht = r->m.n_kv_heads;
+    r->hd = r->m.head_dim;
+    r->gq = r->m.n_heads / r->m.n_kv_heads;
+    r->pb = (double)r->pt * 2.0 * r->hd * r->eb;
+    r->sink_pages = (hw->policy.anchor_sink_tokens + r->pt - 1) / r->pt;
+    r->window = hw->policy.anchor_window_tokens;
+    double max_summary = 0;
+    for (int s = 0; s < r->S; s++)
+        for (int l = 0; l < r->Lt; l++)
+            for (int h = 0; h < r->Ht; h++) {
+                const kvs_access *e = cell(r, s, l, h);
+                if (!e) {
+                    seterr(err, errlen, "access log has no entry for step %d, layer %d, kv head %d", s,
+                           log_layer(r, l), h % r->Hlog);
+                    return -1;
+                }
+                if (s > 0 && e->p < cell(r, s - 1, l, h)->p) {
+                    seterr(err, errlen, "access log positions go backwards at step %d, layer %d, kv head %d", s,
+                           log_layer(r, l), h % r->Hlog);
+                    return -1;
+                }
+                if ((double)e->summary_bytes > max_summary) max_summary = (double)e->summary_bytes;
+            }
+    /* capacities */
+    double weights = kvs_model_params(&r->m) * r->m.weight_bytes;
+    double kv_total = (double)n_ctx * 2.0 * r->hd * r->eb * r->Lt * r->Ht * batch;
+    double hbm = hw->gpu.hbm_capacity_bytes;
+    double resident = weights;
+    if (hw->policy.placement == KVS_PLACE_HBM) {
+        resident += kv_total;
+        if (resident > hbm) {
+            seterr(err, errlen,
+                   "KV cache (%.4g B for %" PRId64 " tokens x batch %d) plus weights (%.4g B) exceed "
+                   "gpu.hbm_capacity_bytes (%.4g B) with policy.placement = hbm",
+                   kv_total, n_ctx, batch, weights, hbm);
+            return -1;
+        }
+    } else {
+        double win_pages = ceil((double)r->window / r->pt) + 1;
+        double anchors = (r->sink_pages + win_pages + 1) * r->pb * r->Lt * r->Ht * batch;
+        double summaries = max_summary * r->Lt * r->Ht * batch;
+        double cachec = hw->policy.cache != KVS_CACHE_NONE ? hw->policy.cache_capacity_bytes : 0;
+        resident += anchors + summaries + cachec;
+        if (resident > hbm) {
+            seterr(err, errlen,
+                   "GPU-resident set exceeds gpu.hbm_capacity_bytes (%.4g B): weights %.4g + anchors %.4g + "
+                   "summaries %.4g + cache %.4g B",
+                   hbm, weights, anchors, summaries, cachec);
+            return -1;
+        }
+        double ssd_share = hw->policy.placement == KVS_PLACE_SSD     ? 1
+                           : hw->policy.placement == KVS_PLACE_SPLIT ? hw->policy.ssd_fraction
+                                                                      : 0;
+        if (kv_total * (1 - ssd_share) > hw->host.capacity_bytes) {
+            seterr(err, errlen, "mid-region KV on the host (%.4g B) exceeds host.capacity_bytes (%.4g B)",
+                   kv_total * (1 - ssd_share), hw->host.capacity_bytes);
+            return -1;
+        }
+        if (kv_total * ssd_share > hw->ssd.capacity_bytes) {
+            seterr(err, errlen, "mid-region KV on the SSD (%.4g B) exceeds ssd.capacity_bytes (%.4g B)",
+                   kv_total * ssd_share, hw->ssd.capacity_bytes);
+            return -1;
+        }
+    }
+    int64_t cache_entries = 0;
+    if (hw->policy.cache != KVS_CACHE_NONE && hw->policy.placement != KVS_PLACE_HBM) {
+        cache_entries = (int64_t)floor(hw->policy.cache_capacity_bytes / (r->pb * batch));
+        if (cache_entries > 0) r->cache = kvs_cache_new(hw->policy.cache, cache_entries);
+    }
+    r->q = kvs_evq_new();
+    kvs_xfer_init(&r->x, r->q, hw);
+    r->pf = calloc((size_t)r->Lt, sizeof *r->pf);
+    if (!r->pf) abort();
+    for (int l = 0; l < r->Lt; l++) r->pf[l].step = -1;
+    memset(rows, 0, (size_t)r->S * sizeof *rows);
+    r->rows = rows;
+    r->s = 0;
+    r->l = 0;
+    layer_start(r);
+    kvs_evq_run(r->q, -1);
+    int64_t span = kvs_evq_now(r->q);
+    if (r->waiting || r->s != r->S - 1) {   /* a bug, not bad input */
+        seterr(err, errlen, "replay stopped early at step %d layer %d (internal error)", r->s, r->l);
+        free_rp(r);
+        return -1;
+    }
+    /* link rows */
+    int nl = kvs_net_n_links(r->x.net);
+    kvs_link_row *lr = calloc((size_t)nl, sizeof *lr);
+    kvs_value_row *vr = calloc(32, sizeof *vr);
+    if (!lr || !vr) abort();
+    for (int i = 0; i < nl; i++) {
+        const char *name;
+        kvs_net_link_stats(r->x.net, i, &name, &lr[i].bytes, &lr[i].busy_ns);
+        snprintf(lr[i].link, sizeof lr[i].link, "%s", name);
+        lr[i].span_ns = span;
+        lr[i].utilisation = span > 0 ? (double)lr[i].busy_ns / (double)span : 0;
+    }
+    double total = 0, ch = 0, cm = 0, ph = 0, pm = 0, pw = 0;
+    for (int s = 0; s < r->S; s++) {
+        total += (double)rows[s].latency_ns;
+        ch += (double)rows[s].cache_hits;
+        cm += (double)rows[s].cache_misses;
+        ph += (double)rows[s].prefetch_hits;
+        pm += (double)rows[s].prefetch_misses;
+        pw += (double)rows[s].prefetch_wasted_bytes;
+    }
+    size_t nv = 0;
+    add_value(vr, &nv, "total_ns", total);
+    add_value(vr, &nv, "mean_step_ns", total / r->S);
+    add_value(vr, &nv, "tokens_per_s", total > 0 ? (double)r->S * batch / (total * 1e-9) : 0);
+    add_value(vr, &nv, "batch", batch);
+    add_value(vr, &nv, "target_layers", r->Lt);
+    add_value(vr, &nv, "target_kv_heads", r->Ht);
+    add_value(vr, &nv, "target_head_dim", r->hd);
+    add_value(vr, &nv, "kv_elem_bytes", r->eb);
+    add_value(vr, &nv, "page_bytes", r->pb);
+    add_value(vr, &nv, "model_params", kvs_model_params(&r->m));
+    add_value(vr, &nv, "weights_bytes", weights);
+    add_value(vr, &nv, "kv_bytes_total", kv_total);
+    add_value(vr, &nv, "gpu_resident_bytes", resident);
+    add_value(vr, &nv, "cache_entries", (double)cache_entries);
+    add_value(vr, &nv, "cache_hits", ch);
+    add_value(vr, &nv, "cache_misses", cm);
+    add_value(vr, &nv, "cache_hit_rate", ch + cm > 0 ? ch / (ch + cm) : 0);
+    add_value(vr, &nv, "prefetch_hits", ph);
+    add_value(vr, &nv, "prefetch_misses", pm);
+    add_value(vr, &nv, "prefetch_wasted_bytes", pw);
+    add_value(vr, &nv, "sim_span_ns", (double)span);
+    assert(nv <= 32);
+    *links = lr;
+    *n_links = (size_t)nl;
+    *values = vr;
+    *n_values = nv;
+    free_rp(r);
+    return 0;
+}

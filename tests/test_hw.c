@@ -1,0 +1,349 @@
+/* test_hw.c — the hardware model against hand-computed timings (copies,
+ * fair sharing, per-request overheads, SSD queue depths, roofline) and the
+ * config loader's error messages; every shipped preset loads and the H200
+ * preset reproduces the measured table within 10%. */
+#include "kvs_evq.h"
+#include "kvs_gpu.h"
+#include "kvs_hw.h"
+#include "kvs_hwval.h"
+#include "kvs_link.h"
+#include "kvs_preset.h"
+#include "kvs_test.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* 1 byte/ns links, round latencies: easy arithmetic. */
+static kvs_hw simple_hw(void) {
+    kvs_hw h;
+    memset(&h, 0, sizeof h);
+    h.gpu.hbm_capacity_bytes = 1e12;
+    h.gpu.hbm_bw_bytes_per_s = 1e12;   /* 1000 B/ns */
+    h.gpu.flops_per_s = 1e12;          /* 1000 FLOP/ns */
+    h.gpu.launch_ns = 100;
+    h.host.capacity_bytes = 1e12;
+    h.host.gather_bw_bytes_per_s = 0.5e9;
+    h.ssd.capacity_bytes = 1e12;
+    h.host_to_gpu = (kvs_hw_link){1, 1e9, 1000, 500, 0};
+    h.gpu_to_host = (kvs_hw_link){1, 1e9, 1000, 500, 0};
+    h.ssd_to_host = (kvs_hw_link){1, 2e9, 30000, 10000, 1e9};
+    h.gather_kernel.bw_bytes_per_s = 0.25e9;
+    h.gather_kernel.launch_ns = 200;
+    h.policy.page_tokens = 16;
+    h.policy.ssd_queue_depth = 64;
+    return h;
+}
+
+typedef struct { int64_t t[8]; } times;
+static kvs_evq *g_q;
+static void record(void *ctx, int64_t arg) { ((times *)ctx)->t[arg] = kvs_evq_now(g_q); }
+
+static void test_one_copy(void) {
+    kvs_hw h = simple_hw();
+    g_q = kvs_evq_new();
+    kvs_xfer x;
+    kvs_xfer_init(&x, g_q, &h);
+    times r = {{0}};
+    kvs_xfer_copies(&x, x.host_to_gpu, 1, 10000, record, &r, 0);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[0], 1000 + 500 + 10000);   /* lat + per_request + s/bw */
+    int64_t bytes, busy;
+    kvs_net_link_stats(x.net, x.host_to_gpu, NULL, &bytes, &busy);
+    CU_ASSERT_EQUAL(bytes, 10000);
+    CU_ASSERT_EQUAL(busy, 10500);                   /* the latency does not occupy the link */
+    kvs_xfer_free(&x);
+    kvs_evq_free(g_q);
+}
+
+static void test_fair_share(void) {
+    kvs_hw h = simple_hw();
+    g_q = kvs_evq_new();
+    kvs_net *n = kvs_net_new(g_q);
+    int l = kvs_net_add_link(n, "l", 1e9);
+    times r = {{0}};
+    /* A: 10000 B from 0; B: 4000 B from 2000.  0-2000: A alone (2000 B);
+     * then 0.5 B/ns each: B done at 2000 + 8000 = 10000, A has 4000 left,
+     * alone again: done at 14000. */
+    kvs_net_flow(n, l, 10000, 10000, 0, 0, record, &r, 0);
+    kvs_net_flow(n, l, 4000, 4000, 0, 2000, record, &r, 1);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[1], 10000);
+    CU_ASSERT_EQUAL(r.t[0], 14000);
+    /* Max-min with a cap: C capped at 0.25 B/ns, D uncapped gets 0.75.
+     * C: 1000 B -> 4000 ns; D: 6000 B: 3000 B by 4000, rest at 1 B/ns -> 7000. */
+    kvs_net_flow(n, l, 1000, 1000, 0.25e9, 0, record, &r, 2);
+    kvs_net_flow(n, l, 6000, 6000, 0, 0, record, &r, 3);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[2], 14000 + 4000);
+    CU_ASSERT_EQUAL(r.t[3], 14000 + 7000);
+    /* Three equal flows started together finish together at 3x. */
+    kvs_net_flow(n, l, 1000, 1000, 0, 0, record, &r, 4);
+    kvs_net_flow(n, l, 1000, 1000, 0, 0, record, &r, 5);
+    kvs_net_flow(n, l, 1000, 1000, 0, 0, record, &r, 6);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[4], 21000 + 3000);
+    CU_ASSERT_EQUAL(r.t[5], 21000 + 3000);
+    CU_ASSERT_EQUAL(r.t[6], 21000 + 3000);
+    (void)h;
+    kvs_net_free(n);
+    kvs_evq_free(g_q);
+}
+
+static void test_small_copies(void) {
+    kvs_hw h = simple_hw();
+    g_q = kvs_evq_new();
+    kvs_xfer x;
+    kvs_xfer_init(&x, g_q, &h);
+    times r = {{0}};
+    /* 1000 copies of 100 B: lat + 1000·(500 + 100) = 601000 ns: the per-request
+     * cost dominates (5/6 of the time), as for 4 KiB cudaMemcpyAsync pages. */
+    kvs_xfer_copies(&x, x.host_to_gpu, 1000, 100, record, &r, 0);
+    /* the same bytes as one gather kernel: launch + 100000 / 0.25 = 400200 */
+    kvs_xfer_gather_kernel(&x, 1000, 100, record, &r, 1);
+    kvs_evq_run(g_q, -1);
+    /* both on host_to_gpu: they share it.  Kernel capped at 0.25 B/ns, copies get
+     * 0.75 B/ns of link occupancy while both run. */
+    CU_ASSERT(r.t[0] > 601000);
+    kvs_xfer_free(&x);
+    kvs_evq_free(g_q);
+
+    g_q = kvs_evq_new();
+    kvs_xfer_init(&x, g_q, &h);
+    kvs_xfer_copies(&x, x.host_to_gpu, 1000, 100, record, &r, 0);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[0], 601000);
+    kvs_xfer_gather_kernel(&x, 1000, 100, record, &r, 1);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[1], 601000 + 200 + 400000);
+    /* host staged: 100000 B at 0.5 B/ns = 200000, then one copy 1000+500+100000 */
+    kvs_xfer_host_staged(&x, 1000, 100, record, &r, 2);
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[2], 1001200 + 200000 + 101500);
+    kvs_xfer_free(&x);
+    kvs_evq_free(g_q);
+}
+
+static void test_ssd(void) {
+    kvs_hw h = simple_hw();
+    /* L(N) = 30000 + 4096/1 + (N-1)·max(10000, 4096/2) */
+    KVS_ASSERT_NEAR(kvs_ssd_iops(&h.ssd_to_host, 4096, 1), 1 / 34096e-9, 1e-6);
+    KVS_ASSERT_NEAR(kvs_ssd_iops(&h.ssd_to_host, 4096, 64), 64 / (34096e-9 + 63 * 10000e-9), 1e-6);
+    /* large blocks: bandwidth-bound, per request = s/bw = 1e6/2 ns */
+    KVS_ASSERT_NEAR(kvs_ssd_iops(&h.ssd_to_host, 1e6, 64), 64 / (30000e-9 + 1e-3 + 63 * 0.5e-3), 1e-6);
+    g_q = kvs_evq_new();
+    kvs_xfer x;
+    kvs_xfer_init(&x, g_q, &h);
+    times r = {{0}};
+    kvs_xfer_ssd_read(&x, 0, 10, 4096, 1, record, &r, 0);        /* QD1: 10 × 34096 */
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT_EQUAL(r.t[0], 340960);
+    int64_t t0 = kvs_evq_now(g_q);
+    kvs_xfer_ssd_read(&x, 0, 640, 4096, 64, record, &r, 1);      /* QD64: 10 rounds of L(64) */
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT(llabs(r.t[1] - t0 - 10 * (34096 + 63 * 10000)) <= 1);
+    t0 = kvs_evq_now(g_q);
+    kvs_xfer_ssd_read(&x, 0, 5, 4096, 64, record, &r, 2);        /* fewer pages than QD: N = 5 */
+    kvs_evq_run(g_q, -1);
+    CU_ASSERT(llabs(r.t[2] - t0 - (34096 + 4 * 10000)) <= 1);
+    kvs_xfer_free(&x);
+    kvs_evq_free(g_q);
+}
+
+static void test_roofline(void) {
+    kvs_hw h = simple_hw();
+    /* compute-bound: 1e9 FLOP / 1000 per ns = 1e6 ns > 1e6 B / 1000 = 1000 ns */
+    CU_ASSERT_EQUAL(kvs_gpu_kernel_ns(&h, 1e6, 1e9), 100 + 1000000);
+    /* memory-bound */
+    CU_ASSERT_EQUAL(kvs_gpu_kernel_ns(&h, 1e9, 1e6), 100 + 1000000);
+    /* a layer of the trace geometry: hidden 128, ffn 512:
+     * params = 2·128·128 + 2·128·64 + 3·128·512 + 256 = 246016 (2 B each) */
+    kvs_model m;
+    kvs_model_from_trace(2, 2, 1, 64, &m);
+    KVS_ASSERT_NEAR(kvs_model_layer_params(&m), 246016, 0.5);
+    double b;
+    int64_t t = kvs_gpu_layer_rest_ns(&h, &m, 1, &b);
+    KVS_ASSERT_NEAR(b, 492032, 0.5);
+    CU_ASSERT_EQUAL(t, 100 + 493);                     /* 492032/1000 = 492.03 -> 493 */
+    /* batch 4096: flops 2·246016·4096 = 2015363072 -> compute-bound 2015364 ns */
+    t = kvs_gpu_layer_rest_ns(&h, &m, 4096, &b);
+    CU_ASSERT_EQUAL(t, 100 + 2015364);
+    CU_ASSERT_EQUAL(kvs_gpu_lm_head_ns(&h, &m, 1, &b), 0);
+    kvs_model p;
+    char err[256];
+    CU_ASSERT_EQUAL(kvs_preset_get("llama-3.1-8b", &p, err, sizeof err), 0);
+    KVS_ASSERT_NEAR(kvs_model_params(&p) / 1e9, 8.03, 0.01);
+    CU_ASSERT_EQUAL(kvs_preset_get("llama-3.1-70b", &p, err, sizeof err), 0);
+    KVS_ASSERT_NEAR(kvs_model_params(&p) / 1e9, 70.55, 0.05);
+    CU_ASSERT_EQUAL(kvs_preset_get("llama-3.2-1b", &p, err, sizeof err), 0);
+    KVS_ASSERT_NEAR(kvs_model_params(&p) / 1e9, 1.236, 0.005);
+    CU_ASSERT_EQUAL(kvs_preset_get("gpt-5", &p, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "llama-3.2-3b"));
+}
+
+/* ---- config errors ------------------------------------------------------- */
+
+static const char *good_cfg =
+    "gpu = { hbm_capacity_bytes = 80e9; hbm_bw_bytes_per_s = 3e12; flops_per_s = 1e15; launch_ns = 5000; };\n"
+    "host = { capacity_bytes = 5e11; gather_bw_bytes_per_s = 6e9; };\n"
+    "ssd = { capacity_bytes = 1e12; };\n"
+    "links = {\n"
+    "  host_to_gpu = { bw_bytes_per_s = 55e9; lat_ns = 1800; per_request_ns = 2900; };\n"
+    "  gpu_to_host = { bw_bytes_per_s = 55e9; lat_ns = 600; per_request_ns = 2900; };\n"
+    "  ssd_to_host = { bw_bytes_per_s = 1.5e9; lat_ns = 30000; per_request_ns = 9500; stream_bw_bytes_per_s = 1.5e9; };\n"
+    "};\n"
+    "gather_kernel = { bw_bytes_per_s = 50e9; launch_ns = 10000; };\n";
+
+static void write_file(const char *path, const char *text) {
+    FILE *f = fopen(path, "w");
+    CU_ASSERT_PTR_NOT_NULL_FATAL(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* Loads text with a substitution: replaces `from` by `to` in good_cfg. */
+static int load_sub(const char *from, const char *to, kvs_hw *h, char *err, size_t errlen, char *path) {
+    char text[4096];
+    const char *p = strstr(good_cfg, from);
+    CU_ASSERT_PTR_NOT_NULL_FATAL(p);
+    snprintf(text, sizeof text, "%.*s%s%s", (int)(p - good_cfg), good_cfg, to, p + strlen(from));
+    kvs_test_path(path, 1024, "hw_case.cfg");
+    write_file(path, text);
+    return kvs_hw_load(path, NULL, NULL, 0, h, err, errlen);
+}
+
+static void test_config_errors(void) {
+    kvs_hw h;
+    char err[512], path[1024], want[1200];
+    CU_ASSERT_EQUAL(load_sub("lat_ns = 1800", "lat_ns = 1800", &h, err, sizeof err, path), 0);
+    CU_ASSERT_EQUAL(h.policy.page_tokens, 16);               /* default policy */
+    CU_ASSERT_EQUAL(h.policy.placement, KVS_PLACE_HOST);
+    CU_ASSERT_EQUAL(h.ssd_to_gpu.present, 0);
+    KVS_ASSERT_NEAR(h.gpu.launch_ns, 5000, 0);               /* int autoconverted */
+
+    /* unknown key, with its line (5) and group */
+    CU_ASSERT_EQUAL(load_sub("bw_bytes_per_s = 55e9; lat_ns = 1800", "bw_byte_per_s = 55e9; lat_ns = 1800", &h, err,
+                             sizeof err, path), -1);
+    snprintf(want, sizeof want, "%s:5: unknown key 'bw_byte_per_s' in links.host_to_gpu", path);
+    CU_ASSERT_STRING_EQUAL(err, want);
+    /* unknown group */
+    CU_ASSERT_EQUAL(load_sub("ssd = {", "sdd = {", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, ":3: unknown key 'sdd' in the top level"));
+    /* negative and zero bandwidth */
+    CU_ASSERT_EQUAL(load_sub("bw_bytes_per_s = 55e9; lat_ns = 600", "bw_bytes_per_s = -55e9; lat_ns = 600", &h, err,
+                             sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "links.gpu_to_host.bw_bytes_per_s must be > 0"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, ":6: "));
+    CU_ASSERT_EQUAL(load_sub("flops_per_s = 1e15", "flops_per_s = 0", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.flops_per_s must be > 0"));
+    /* missing key */
+    CU_ASSERT_EQUAL(load_sub(" launch_ns = 5000;", "", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "missing required key 'gpu.launch_ns'"));
+    /* wrong type */
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000", "launch_ns = \"fast\"", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.launch_ns must be a number"));
+    /* syntax error, with its line */
+    CU_ASSERT_EQUAL(load_sub("ssd = { capacity_bytes = 1e12; };", "ssd = { capacity_bytes = 1e12 ", &h, err,
+                             sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, path));
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "syntax error"));
+    /* bad enum */
+    CU_ASSERT_EQUAL(load_sub("ssd = {", "policy = { cache = \"fifo\"; };\nssd = {", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "policy.cache must be one of none|lru|lfu (got 'fifo')"));
+    /* cache without capacity */
+    CU_ASSERT_EQUAL(load_sub("ssd = {", "policy = { cache = \"lru\"; };\nssd = {", &h, err, sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "cache_capacity_bytes"));
+    /* ssd_to_gpu group half given */
+    CU_ASSERT_EQUAL(load_sub("};\ngather", "  ssd_to_gpu = { bw_bytes_per_s = 1e9; };\n};\ngather", &h, err,
+                             sizeof err, path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "missing required key 'links.ssd_to_gpu.lat_ns'"));
+    /* missing file */
+    CU_ASSERT_EQUAL(kvs_hw_load("/nonexistent/hw.cfg", NULL, NULL, 0, &h, err, sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "/nonexistent/hw.cfg: cannot open hardware config");
+}
+
+static void test_overrides_json(void) {
+    kvs_hw h;
+    char err[512], path[1024];
+    kvs_test_path(path, sizeof path, "hw_ok.cfg");
+    write_file(path, good_cfg);
+    const char *k1[] = {"links.host_to_gpu.bw_bytes_per_s", "policy.cache", "policy.cache_capacity_bytes",
+                        "policy.overlap"};
+    const char *v1[] = {"32e9", "lru", "1e9", "false"};
+    CU_ASSERT_EQUAL_FATAL(kvs_hw_load(path, k1, v1, 4, &h, err, sizeof err), 0);
+    KVS_ASSERT_NEAR(h.host_to_gpu.bw_bytes_per_s, 32e9, 0);
+    CU_ASSERT_EQUAL(h.policy.cache, KVS_CACHE_LRU);
+    CU_ASSERT_EQUAL(h.policy.overlap, 0);
+    const char *k2[] = {"links.host_to_gpu.bandwidth"};
+    const char *v2[] = {"1"};
+    CU_ASSERT_EQUAL(kvs_hw_load(path, k2, v2, 1, &h, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "unknown key 'links.host_to_gpu.bandwidth'"));
+    const char *v3[] = {"nan"};
+    CU_ASSERT_EQUAL(kvs_hw_load(path, k1, v3, 1, &h, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "must be a finite number"));
+    const char *v4[] = {"12GB"};
+    CU_ASSERT_EQUAL(kvs_hw_load(path, k1, v4, 1, &h, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "must be a number"));
+    const char *k5[] = {"policy.page_tokens"};
+    const char *v5[] = {"16.5"};
+    CU_ASSERT_EQUAL(kvs_hw_load(path, k5, v5, 1, &h, err, sizeof err), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "must be an integer"));
+    /* canonical JSON: sorted keys, nested */
+    CU_ASSERT_EQUAL_FATAL(kvs_hw_load(path, NULL, NULL, 0, &h, err, sizeof err), 0);
+    char *j = kvs_hw_json(&h);
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"gather_kernel\":{\"bw_bytes_per_s\":50000000000,\"launch_ns\":10000},\"gpu\":{"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"links\":{\"gpu_to_host\":{\"bw_bytes_per_s\":55000000000,"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"policy\":{\"anchor_sink_tokens\":16,"));
+    CU_ASSERT_PTR_NULL(strstr(j, "ssd_to_gpu"));
+    CU_ASSERT_EQUAL(j[strlen(j) - 1], '}');
+    free(j);
+}
+
+static void test_presets(void) {
+    static const char *const files[] = {"h200_pcie5.cfg", "h100_pcie5.cfg", "gh200_c2c.cfg", "nvme_gen4.cfg",
+                                        "nvme_gen5.cfg", "h200_gen5_gds.cfg"};
+    char path[2048], err[512];
+    kvs_hw h;
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/sim/hw/%s", kvs_test_src(), files[i]);
+        int rc = kvs_hw_load(path, NULL, NULL, 0, &h, err, sizeof err);
+        if (rc) printf("\n%s\n", err);
+        CU_ASSERT_EQUAL(rc, 0);
+    }
+    snprintf(path, sizeof path, "%s/sim/hw/h200_gen5_gds.cfg", kvs_test_src());
+    CU_ASSERT_EQUAL(kvs_hw_load(path, NULL, NULL, 0, &h, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(h.ssd_to_gpu.present, 1);
+    /* the H200 preset against the shipped measurements: every row within 10% */
+    snprintf(path, sizeof path, "%s/sim/hw/h200_pcie5.cfg", kvs_test_src());
+    CU_ASSERT_EQUAL_FATAL(kvs_hw_load(path, NULL, NULL, 0, &h, err, sizeof err), 0);
+    kvs_hwval_row *r = NULL;
+    size_t n = 0;
+    char meas[2048];
+    snprintf(meas, sizeof meas, "%s/sim/hw/h200_measured.txt", kvs_test_src());
+    CU_ASSERT_EQUAL_FATAL(kvs_hwval_run(&h, meas, &r, &n, err, sizeof err), 0);
+    CU_ASSERT(n >= 40);
+    double mx, med;
+    kvs_hwval_errors(r, n, &mx, &med);
+    CU_ASSERT(mx < 0.10);
+    CU_ASSERT(med < 0.05);
+    /* the model is not trivially right: halve the link and the copies go off */
+    h.host_to_gpu.bw_bytes_per_s *= 0.5;
+    free(r);
+    CU_ASSERT_EQUAL_FATAL(kvs_hwval_run(&h, meas, &r, &n, err, sizeof err), 0);
+    kvs_hwval_errors(r, n, &mx, &med);
+    CU_ASSERT(mx > 0.5);
+    free(r);
+    CU_ASSERT_EQUAL(kvs_hwval_run(&h, "/nonexistent/m.txt", &r, &n, err, sizeof err), -1);
+}
+
+void kvs_test_register(void) {
+    CU_pSuite s = CU_add_suite("hw", NULL, NULL);
+    CU_add_test(s, "one copy", test_one_copy);
+    CU_add_test(s, "fair sharing, staggered start, caps", test_fair_share);
+    CU_add_test(s, "many small copies, gather kernel, host staged", test_small_copies);
+    CU_add_test(s, "SSD at QD 1, 64 and short batches", test_ssd);
+    CU_add_test(s, "roofline and model presets", test_roofline);
+    CU_add_test(s, "config errors", test_config_errors);
+    CU_add_test(s, "overrides and canonical JSON", test_overrides_json);
+    CU_add_test(s, "shipped presets and validate-hw", test_presets);
+}

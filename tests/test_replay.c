@@ -1,0 +1,373 @@
+/* test_replay.c — the timing replay on a tiny hand-built access log with a
+ * hardware config simple enough to compute every step by hand; the page
+ * cache against a brute-force reference; the access log's page reduction. */
+#include "kvs_access.h"
+#include "kvs_cache.h"
+#include "kvs_hw.h"
+#include "kvs_replay.h"
+#include "kvs_test.h"
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* GPU 1000 B/ns, launch 1000 ns; links 1 B/ns, lat 1000, per request 100;
+ * SSD: lat 10000, 1 B/ns stream, 1000 ns per request; gather kernel
+ * 0.5 B/ns after 500 ns. */
+static kvs_hw tiny_hw(void) {
+    kvs_hw h;
+    memset(&h, 0, sizeof h);
+    h.gpu.hbm_capacity_bytes = 1e9;
+    h.gpu.hbm_bw_bytes_per_s = 1e12;
+    h.gpu.flops_per_s = 1e15;
+    h.gpu.launch_ns = 1000;
+    h.host.capacity_bytes = 1e9;
+    h.host.gather_bw_bytes_per_s = 1e9;
+    h.ssd.capacity_bytes = 1e9;
+    h.host_to_gpu = (kvs_hw_link){1, 1e9, 1000, 100, 0};
+    h.gpu_to_host = (kvs_hw_link){1, 1e9, 1000, 100, 0};
+    h.ssd_to_host = (kvs_hw_link){1, 1e9, 10000, 1000, 1e9};
+    h.gather_kernel.bw_bytes_per_s = 0.5e9;
+    h.gather_kernel.launch_ns = 500;
+    h.policy.placement = KVS_PLACE_HOST;
+    h.policy.page_tokens = 4;
+    h.policy.anchor_sink_tokens = 4;
+    h.policy.anchor_window_tokens = 8;
+    h.policy.cache = KVS_CACHE_NONE;
+    h.policy.prefetch = KVS_PREFETCH_NONE;
+    h.policy.mechanism = KVS_MECH_PER_PAGE;
+    h.policy.overlap = 1;
+    h.policy.ssd_queue_depth = 64;
+    h.policy.ssd_fraction = 0.5;
+    return h;
+}
+
+/* 1 layer, 1 KV head, head_dim 8, fp16: a page of 4 tokens is 4·2·8·2 = 128 B.
+ * Rest of the layer: hidden 8, ffn 32 -> 1040 params, 2080 B -> 1000 + 3 ns.
+ * Step 0 (p = 62): pages 0 (sink), 5, 10, 14, 15 (window: pages >= 13); 19 tokens.
+ * Step 1 (p = 63): pages 0, 5, 8, 14, 15 (window: pages >= 14); 20 tokens.
+ * Attention: 19·32 = 608 B -> 1000 + 1 ns; 20·32 = 640 B -> 1000 + 1 ns. */
+static const kvs_geom G = {1, 1, 1, 8, 62, 2, 2};
+
+static kvs_access_log *tiny_log(int64_t meta0) {
+    kvs_access_log *l = kvs_access_log_new(2, 1, 1, 4, 64);
+    int32_t a[64], n = 0;
+    for (int i = 0; i < 4; i++) a[n++] = i;
+    for (int i = 20; i < 24; i++) a[n++] = i;
+    for (int i = 40; i < 44; i++) a[n++] = i;
+    for (int i = 56; i <= 62; i++) a[n++] = i;
+    kvs_access_log_put(l, 0, 0, 0, 62, a, n, meta0, 0);
+    n = 0;
+    for (int i = 0; i < 4; i++) a[n++] = i;
+    for (int i = 20; i < 24; i++) a[n++] = i;
+    for (int i = 32; i < 36; i++) a[n++] = i;
+    for (int i = 56; i <= 63; i++) a[n++] = i;
+    kvs_access_log_put(l, 1, 0, 0, 63, a, n, 0, 0);
+    return l;
+}
+
+typedef struct {
+    kvs_step_row rows[2];
+    kvs_link_row *links;
+    size_t n_links;
+    kvs_value_row *values;
+    size_t n_values;
+    char err[512];
+    int rc;
+} result;
+
+static result run(const kvs_hw *h, const char *preset, int batch, int64_t meta0) {
+    result r;
+    memset(&r, 0, sizeof r);
+    kvs_access_log *l = tiny_log(meta0);
+    r.rc = kvs_replay_run(h, &G, preset, batch, l, r.rows, &r.links, &r.n_links, &r.values, &r.n_values, r.err,
+                          sizeof r.err);
+    if (r.rc) printf("\n  (replay returned: %s)\n", r.err);
+    kvs_access_log_free(l);
+    return r;
+}
+static void done(result *r) {
+    free(r->links);
+    free(r->values);
+}
+static double value(const result *r, const char *name) {
+    for (size_t i = 0; i < r->n_values; i++)
+        if (!strcmp(r->values[i].name, name)) return r->values[i].value;
+    CU_FAIL("value missing");
+    return -1;
+}
+static const kvs_link_row *link(const result *r, const char *name) {
+    for (size_t i = 0; i < r->n_links; i++)
+        if (!strcmp(r->links[i].link, name)) return &r->links[i];
+    CU_FAIL("link missing");
+    return NULL;
+}
+
+static void test_access_log(void) {
+    kvs_access_log *l = tiny_log(7);
+    const kvs_access *a = kvs_access_log_get(l, 0, 0, 0);
+    CU_ASSERT_EQUAL_FATAL(a->n_pages, 5);
+    static const int32_t want[5] = {0, 5, 10, 14, 15};
+    for (int i = 0; i < 5; i++) CU_ASSERT_EQUAL(a->pages[i], want[i]);
+    CU_ASSERT_EQUAL(a->tokens, 19);
+    CU_ASSERT_EQUAL(a->p, 62);
+    CU_ASSERT_EQUAL(a->meta_bytes, 7);
+    int32_t one = 3;
+    kvs_access_log_put(l, 0, 0, 0, 62, &one, 1, 0, 9);          /* replaces */
+    a = kvs_access_log_get(l, 0, 0, 0);
+    CU_ASSERT_EQUAL(a->n_pages, 1);
+    CU_ASSERT_EQUAL(a->summary_bytes, 9);
+    kvs_access_log_free(l);
+    l = kvs_access_log_new(1, 2, 1, 4, 10);
+    CU_ASSERT_PTR_NULL(kvs_access_log_get(l, 0, 1, 0));
+    kvs_access_log_free(l);
+}
+
+static void test_all_hbm(void) {
+    kvs_hw h = tiny_hw();
+    h.policy.placement = KVS_PLACE_HBM;
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1001 + 1003);
+    CU_ASSERT_EQUAL(r.rows[1].latency_ns, 1001 + 1003);
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 1001);
+    CU_ASSERT_EQUAL(r.rows[0].other_ns, 1003);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 0);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 0);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_hbm_read, 608 + 2080);
+    CU_ASSERT_EQUAL(r.rows[1].bytes_gpu_to_host, 0);
+    CU_ASSERT_EQUAL(r.rows[1].step, 1);
+    KVS_ASSERT_NEAR(value(&r, "total_ns"), 4008, 0);
+    KVS_ASSERT_NEAR(value(&r, "page_bytes"), 128, 0);
+    done(&r);
+    /* too small for the KV cache: 64 tokens · 32 B + 2080 B of weights */
+    h.gpu.hbm_capacity_bytes = 4000;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "exceed gpu.hbm_capacity_bytes"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "placement = hbm"));
+}
+
+static void test_host_per_page(void) {
+    kvs_hw h = tiny_hw();
+    /* mid pages 5, 10: lat + 2·(100 + 128) = 1456 ns of stall */
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1456);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1456 + 2004);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 256);
+    CU_ASSERT_EQUAL(r.rows[0].cache_misses, 2);
+    CU_ASSERT_EQUAL(r.rows[0].cache_hits, 0);
+    CU_ASSERT_EQUAL(r.rows[1].latency_ns, 1456 + 2004);
+    /* page 13 left the window between the steps: written back */
+    CU_ASSERT_EQUAL(r.rows[1].bytes_gpu_to_host, 128);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, r.rows[0].attn_ns + r.rows[0].other_ns + r.rows[0].stall_ns);
+    const kvs_link_row *lk = link(&r, "host_to_gpu");
+    CU_ASSERT_EQUAL(lk->bytes, 512);
+    CU_ASSERT_EQUAL(lk->busy_ns, 2 * 456);
+    CU_ASSERT_EQUAL(lk->span_ns, 2 * 3460);
+    CU_ASSERT_EQUAL(link(&r, "gpu_to_host")->bytes, 128);
+    done(&r);
+    /* selection metadata: a kernel of 1000 + 1 ns before the fetch */
+    r = run(&h, NULL, 1, 1000);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1001 + 1456 + 2004);
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 1001 + 1001);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_meta, 1000);
+    done(&r);
+    /* zero-copy gather kernel: 500 + 256 / 0.5 = 1012 */
+    h.policy.mechanism = KVS_MECH_GATHER_KERNEL;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1012);
+    done(&r);
+    /* host staged: 256 B at 1 B/ns, then one copy 1000 + 100 + 256 */
+    h.policy.mechanism = KVS_MECH_HOST_STAGED;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 256 + 1356);
+    done(&r);
+    /* batch 2: 4 copies (1000 + 4·228), attention 1216 B -> 1002, weights once */
+    h.policy.mechanism = KVS_MECH_PER_PAGE;
+    r = run(&h, NULL, 2, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1912);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1912 + 1002 + 1003);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 512);
+    done(&r);
+}
+
+static void test_ssd_split(void) {
+    kvs_hw h = tiny_hw();
+    h.policy.placement = KVS_PLACE_SSD;
+    /* 2 SSD reads at N = 2: L(2) = 10000 + 128 + max(1000, 128) = 11128,
+     * then one 256 B copy: 1000 + 100 + 256 = 1356 */
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 11128 + 1356);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_ssd_to_host, 256);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 256);
+    done(&r);
+    /* split at fractions 0 and 1 are host and SSD */
+    h.policy.placement = KVS_PLACE_SPLIT;
+    h.policy.ssd_fraction = 1;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 11128 + 1356);
+    done(&r);
+    h.policy.ssd_fraction = 0;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1456);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_ssd_to_host, 0);
+    done(&r);
+    /* GPUDirect: straight into HBM, no host copy */
+    h.policy.placement = KVS_PLACE_SSD;
+    h.ssd_to_gpu = h.ssd_to_host;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 11128);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_ssd_to_gpu, 256);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 0);
+    done(&r);
+    /* split 0.5 on a bigger model: both tiers used, in between */
+    h = tiny_hw();
+    h.gpu.hbm_capacity_bytes = 1e12;
+    h.policy.placement = KVS_PLACE_SPLIT;
+    r = run(&h, "llama-3.1-8b", 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    /* 32 layers · 8 heads · 2 pages = 512 mid pages of 4·2·128·2 = 2048 B */
+    int64_t tot = r.rows[0].bytes_ssd_to_host + (r.rows[0].bytes_host_to_gpu - r.rows[0].bytes_ssd_to_host);
+    CU_ASSERT_EQUAL(tot, 512 * 2048);
+    CU_ASSERT(r.rows[0].bytes_ssd_to_host > 100 * 2048 && r.rows[0].bytes_ssd_to_host < 412 * 2048);
+    done(&r);
+}
+
+static void test_cache_hit(void) {
+    kvs_hw h = tiny_hw();
+    h.policy.cache = KVS_CACHE_LRU;
+    h.policy.cache_capacity_bytes = 10 * 128;
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].cache_misses, 2);
+    CU_ASSERT_EQUAL(r.rows[1].cache_hits, 1);          /* page 5 again */
+    CU_ASSERT_EQUAL(r.rows[1].cache_misses, 1);        /* page 8 */
+    CU_ASSERT_EQUAL(r.rows[1].stall_ns, 1228);         /* one copy: 1000 + 228 */
+    CU_ASSERT_EQUAL(r.rows[1].latency_ns, 1228 + 2004);
+    CU_ASSERT_EQUAL(r.rows[1].bytes_host_to_gpu, 128);
+    done(&r);
+    /* one entry: page 10 evicted page 5 */
+    h.policy.cache_capacity_bytes = 128;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[1].cache_hits, 0);
+    CU_ASSERT_EQUAL(r.rows[1].stall_ns, 1456);
+    done(&r);
+    /* cache + anchors + weights over HBM */
+    h.policy.cache_capacity_bytes = 1e9;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "GPU-resident set exceeds"));
+}
+
+static void test_prefetch(void) {
+    kvs_hw h = tiny_hw();
+    h.policy.prefetch = KVS_PREFETCH_PREV_STEP;
+    /* step 0: prefetch for step 1 (pages 5, 10 of step 0) and the demand
+     * fetch of 5, 10 share the link: each 456 B-equivalent at 0.5 B/ns after
+     * the 1000 ns latency -> both done at 1912. */
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1912);
+    CU_ASSERT_EQUAL(r.rows[0].prefetch_misses, 2);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 512);
+    /* step 1: page 5 prefetched (hit), page 8 fetched (1228), page 10 wasted */
+    CU_ASSERT_EQUAL(r.rows[1].prefetch_hits, 1);
+    CU_ASSERT_EQUAL(r.rows[1].prefetch_misses, 1);
+    CU_ASSERT_EQUAL(r.rows[1].prefetch_wasted_bytes, 128);
+    CU_ASSERT_EQUAL(r.rows[1].stall_ns, 1228);
+    CU_ASSERT_EQUAL(r.rows[1].latency_ns, 1228 + 2004);
+    KVS_ASSERT_NEAR(value(&r, "prefetch_hits"), 1, 0);
+    done(&r);
+}
+
+static void test_errors(void) {
+    kvs_hw h = tiny_hw();
+    result r = run(&h, "llama-9", 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "unknown model preset 'llama-9'"));
+    h.policy.page_tokens = 16;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "policy.page_tokens"));
+    h = tiny_hw();
+    kvs_access_log *l = kvs_access_log_new(2, 1, 1, 4, 64);
+    int32_t a[2] = {0, 1};
+    kvs_access_log_put(l, 0, 0, 0, 62, a, 2, 0, 0);
+    kvs_step_row rows[2];
+    kvs_link_row *lk = NULL;
+    kvs_value_row *v = NULL;
+    size_t nl, nv;
+    char err[256];
+    CU_ASSERT_EQUAL(kvs_replay_run(&h, &G, NULL, 1, l, rows, &lk, &nl, &v, &nv, err, sizeof err), -1);
+    CU_ASSERT_STRING_EQUAL(err, "access log has no entry for step 1, layer 0, kv head 0");
+    kvs_access_log_free(l);
+    h.host.capacity_bytes = 100;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "host.capacity_bytes"));
+}
+
+/* ---- cache vs brute force --------------------------------------------------- */
+
+typedef struct { uint64_t key, freq, tick; } bent;
+
+static void test_cache_reference(void) {
+    for (int kind = KVS_CACHE_LRU; kind <= KVS_CACHE_LFU; kind++)
+        for (int cap = 1; cap <= 33; cap += 8) {
+            kvs_cache *c = kvs_cache_new((kvs_cache_kind)kind, cap);
+            bent ref[64];
+            int n = 0;
+            uint64_t tick = 0, s = 99 + (uint64_t)cap;
+            for (int op = 0; op < 20000; op++) {
+                s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+                uint64_t key = (s >> 20) % (uint64_t)(cap * 3 + 2);
+                int hit = kvs_cache_lookup(c, key);
+                int rh = -1;
+                for (int i = 0; i < n; i++)
+                    if (ref[i].key == key) rh = i;
+                CU_ASSERT_EQUAL(hit, rh >= 0);
+                if (rh >= 0) {
+                    ref[rh].freq++;
+                    ref[rh].tick = ++tick;
+                    continue;
+                }
+                uint64_t ev = UINT64_MAX;
+                int e = kvs_cache_insert(c, key, &ev);
+                if (n == cap) {
+                    int v = 0;
+                    for (int i = 1; i < n; i++) {
+                        int better = kind == KVS_CACHE_LFU && ref[i].freq != ref[v].freq
+                                         ? ref[i].freq < ref[v].freq
+                                         : ref[i].tick < ref[v].tick;
+                        if (better) v = i;
+                    }
+                    CU_ASSERT_EQUAL(e, 1);
+                    CU_ASSERT_EQUAL(ev, ref[v].key);
+                    ref[v] = ref[--n];
+                } else {
+                    CU_ASSERT_EQUAL(e, 0);
+                }
+                ref[n++] = (bent){key, 1, ++tick};
+                CU_ASSERT_EQUAL(kvs_cache_size(c), (size_t)n);
+            }
+            kvs_cache_free(c);
+        }
+    kvs_cache *z = kvs_cache_new(KVS_CACHE_NONE, 10);
+    CU_ASSERT_EQUAL(kvs_cache_insert(z, 1, NULL), -1);
+    CU_ASSERT_EQUAL(kvs_cache_lookup(z, 1), 0);
+    kvs_cache_free(z);
+}
+
+void kvs_test_register(void) {
+    CU_pSuite s = CU_add_suite("replay", NULL, NULL);
+    CU_add_test(s, "access log pages", test_access_log);
+    CU_add_test(s, "all in HBM", test_all_hbm);
+    CU_add_test(s, "host, per-page copies, mechanisms, batch", test_host_per_page);
+    CU_add_test(s, "SSD, split, GPUDirect", test_ssd_split);
+    CU_add_test(s, "LRU cache hit on the second step", test_cache_hit);
+    CU_add_test(s, "prefetch hit, miss and waste", test_prefetch);
+    CU_add_test(s, "errors", test_errors);
+    CU_add_test(s, "cache vs brute force (LRU, LFU)", test_cache_reference);
+}
