@@ -192,19 +192,9 @@ void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_
 #if defined(__AVX2__) && defined(__FMA__)
     int fast = d % 8 == 0;
 #endif
-    const size_t blk_bytes = (size_t)KVS_ATTN_BLK * (size_t)d * sizeof(float);
     for (int64_t j0 = 0; j0 < n; j0 += KVS_ATTN_BLK) {
         int nb = (int)((n - j0) < KVS_ATTN_BLK ? (n - j0) : KVS_ATTN_BLK);
         const float *kb = k + (size_t)j0 * (size_t)d, *vb = v + (size_t)j0 * (size_t)d;
-        /* prefetch the block after next (K and V streams) */
-        if (j0 + 2 * KVS_ATTN_BLK < n) {
-            const char *pk = (const char *)(kb + 2 * (size_t)KVS_ATTN_BLK * (size_t)d);
-            const char *pv = (const char *)(vb + 2 * (size_t)KVS_ATTN_BLK * (size_t)d);
-            for (size_t off = 0; off < blk_bytes; off += 64) {
-                __builtin_prefetch(pk + off, 0, 0);
-                __builtin_prefetch(pv + off, 0, 0);
-            }
-        }
         for (int h = 0; h < g; h++) {
             const float *qh = q + (size_t)h * (size_t)d;
             float *oh = o + (size_t)h * (size_t)d;

@@ -298,9 +298,13 @@ class TraceWriter:
         self.dtype = np.float16 if dtype == "float16" else np.float32
         self.attrs = attrs
         self.layers_written = 0
-        for key, val in attrs.items():
-            self.f.attrs[key] = val
-        self.f.create_dataset("tokens", data=np.asarray(tokens, dtype=np.int32))
+        try:
+            for key, val in attrs.items():
+                self.f.attrs[key] = val
+            self.f.create_dataset("tokens", data=np.asarray(tokens, dtype=np.int32))
+        except BaseException:
+            self.abort()
+            raise
 
     def _store(self, a):
         """Round to the storage type; reject non-finite values."""
@@ -754,10 +758,14 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
+def _sigterm(signum, frame):
+    """SIGTERM behaves like Ctrl-C: the temporary file is removed."""
+    raise KeyboardInterrupt()
+
+
 def main(argv=None):
     args = parse_args(argv)
-    # SIGTERM behaves like Ctrl-C: the temporary file is removed.
-    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         nll, model = capture(args)
     except CaptureError as e:

@@ -33,9 +33,9 @@ mkdir -p "$seeds" "$corpus" "$art"
 export KVSIM_FUZZ_TMP=$bdir
 k="$bdir/kvsim"
 if [ -z "$(ls -A "$seeds")" ]; then
-  "$k" trace gen -o "$seeds/a.h5" --layers 1 --heads 2 --kv-heads 1 --head-dim 8 --prefill 16 --steps 1 --gzip 0 --retrieval 2 >/dev/null
-  "$k" trace gen -o "$seeds/b.h5" --layers 2 --heads 4 --kv-heads 2 --head-dim 8 --prefill 16 --steps 2 --gzip 1 --dtype f32 --retrieval 2 >/dev/null
-  "$k" trace gen -o "$seeds/c.h5" --layers 1 --heads 2 --kv-heads 2 --head-dim 16 --prefill 32 --steps 3 --gzip 6 --kind sink >/dev/null
+  "$k" trace gen -o "$seeds/a.h5" --layers 1 --heads 2 --kv-heads 1 --head-dim 8 --prefill 16 --steps 1 --gzip 0 --retrieval 2 --window 4 >/dev/null
+  "$k" trace gen -o "$seeds/b.h5" --layers 2 --heads 4 --kv-heads 2 --head-dim 8 --prefill 16 --steps 2 --gzip 1 --dtype f32 --retrieval 2 --window 4 >/dev/null
+  "$k" trace gen -o "$seeds/c.h5" --layers 1 --heads 2 --kv-heads 2 --head-dim 16 --prefill 32 --steps 3 --gzip 6 --kind sink --window 8 >/dev/null
   "$k" trace cut "$root/traces/sample_synthetic.h5" -o "$seeds/d.h5" --layers 1 --steps 0:2 --context 20 --gzip 0 >/dev/null
 fi
 maxlen=$(( $(stat -c %s "$seeds"/* | sort -n | tail -1) + 1024 ))
@@ -47,8 +47,8 @@ echo "fuzzing for ${secs}s (seeds: $(ls "$seeds" | wc -l), max_len $maxlen, arti
 ours=0; hdf5=0
 shopt -s nullglob
 for a in "$art"/crash-* "$art"/timeout-* "$art"/oom-*; do
-  out=$("$bdir/tests/fuzz_trace" "$a" 2>&1 || true)
-  top=$(printf '%s\n' "$out" | grep -E '^ *#[0-9]+ ' | grep -v -E 'libasan|asan_|__interceptor|__sanitizer|libc\.so|libubsan|memcpy|memmove|strlen' | head -1)
+  out=$(timeout 120 "$bdir/tests/fuzz_trace" -timeout=10 "$a" 2>&1 || true)
+  top=$(printf '%s\n' "$out" | grep -E '^ *#[0-9]+ ' | grep -v -E 'libasan|asan_|__interceptor|__sanitizer|libc\.so|libubsan|memcpy|memmove|strlen|fuzzer::|libFuzzer|in (main|_start)|__libc_start|sigsuspend|pthread' | head -1)
   if printf '%s\n' "$top" | grep -q -E ' in kvs_|/work/.*/(traces|sim|models)/'; then
     ours=$((ours+1)); echo "OURS:  $(basename "$a"): $top"
   else

@@ -53,7 +53,9 @@ fi
 say "bench (kernel speed)"
 $BIN/kvsim-gpu bench "$OUTD/bench.csv" 2>&1 | tee -a "$log" || rc=1
 say "fidelity (measured step latency)"
-$BIN/kvsim-gpu fidelity "$OUTD/measured.csv" ${FIDELITY_QUICK:-} 2>&1 | tee -a "$log" || rc=1
+# the attention variant that bench found fastest for one decode step
+V=$(grep -o 'step_variant [0-9]' "$log" | awk '{print $2}' | tail -1)
+KVSIM_GPU_VARIANT=${V:-0} $BIN/kvsim-gpu fidelity "$OUTD/measured.csv" ${FIDELITY_QUICK:-} 2>&1 | tee -a "$log" || rc=1
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu --format=csv 2>&1 | tee -a "$log"
 say "done rc=$rc"
 exit $rc

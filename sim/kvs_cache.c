@@ -1,57 +1,62 @@
-/* kvs_cache.c — LRU/LFU page cache (kvs_cache.h).
- * Entries live in a fixed pool (stable ids); a min-heap of ids orders them by
- * (freq, last use) for LFU or last use for LRU; an open-addressing table maps
- * key -> id.  Moving an id in the heap updates only its entry's position. */
+/* kvs_cache.c — LRU/LFU page cache in O(1) per operation (kvs_cache.h).
+ * Entries live in a fixed pool (stable ids) and a direct table over the
+ * dense key space maps key -> id (one uint32 per possible key: the replay's
+ * keys are (layer, head, page) numbered densely, so this is small and
+ * cache-friendly).  Order: a list of frequency buckets, ascending, each a list of
+ * entries from least to most recently used.  LFU moves a hit entry to the
+ * tail of bucket freq+1; LRU keeps one bucket and moves it to the tail.
+ * The victim is the head of the first bucket: least frequent, then least
+ * recent — the same order as the brute-force reference in tests. */
 #include "kvs_cache.h"
 #include <assert.h>
 #include <stdlib.h>
 
-typedef struct {
-    uint64_t key;
-    uint64_t freq, tick;
-    uint32_t pos;          /* index in heap */
-} ent;
+#define NIL UINT32_MAX
 
 typedef struct {
     uint64_t key;
-    uint32_t id1;          /* entry id + 1; 0 = empty slot */
-} slot;
+    uint64_t freq;
+    uint32_t prev, next;   /* within the bucket */
+    uint32_t bucket;
+} ent;
+
+typedef struct {
+    uint64_t freq;
+    uint32_t head, tail;   /* entries */
+    uint32_t prev, next;   /* buckets */
+} bucket;
 
 struct kvs_cache {
     kvs_cache_kind kind;
     int64_t cap;
-    ent *e;                /* [cap] pool; ids 0..n-1 in use */
-    uint32_t *heap;        /* [cap] ids */
+    ent *e;                /* [cap] */
     size_t n;
-    slot *tab;
-    size_t tab_n;          /* power of two >= 2·cap */
-    uint64_t tick;
+    bucket *b;             /* [cap + 1] pool */
+    uint32_t b_free, b_first;
+    uint32_t *tab;         /* [key_space]: entry id + 1, 0 = absent */
+    uint64_t key_space;
 };
 
-static uint64_t mix(uint64_t x) {
-    x ^= x >> 33;
-    x *= 0xff51afd7ed558ccdULL;
-    x ^= x >> 33;
-    x *= 0xc4ceb9fe1a85ec53ULL;
-    x ^= x >> 33;
-    return x;
-}
-
-kvs_cache *kvs_cache_new(kvs_cache_kind kind, int64_t capacity) {
+kvs_cache *kvs_cache_new(kvs_cache_kind kind, int64_t capacity, uint64_t key_space) {
     kvs_cache *c = calloc(1, sizeof *c);
     assert(c);
     if (!c) abort();
     c->kind = kind;
     c->cap = kind == KVS_CACHE_NONE || capacity < 0 ? 0 : capacity;
     assert(c->cap < (int64_t)UINT32_MAX / 4);
+    c->b_first = NIL;
+    c->b_free = NIL;
     if (c->cap > 0) {
         c->e = malloc((size_t)c->cap * sizeof *c->e);
-        c->heap = malloc((size_t)c->cap * sizeof *c->heap);
-        c->tab_n = 16;
-        while (c->tab_n < (size_t)c->cap * 2) c->tab_n *= 2;
-        c->tab = calloc(c->tab_n, sizeof *c->tab);
-        assert(c->e && c->heap && c->tab);
-        if (!c->e || !c->heap || !c->tab) abort();
+        c->b = malloc((size_t)(c->cap + 1) * sizeof *c->b);
+        c->key_space = key_space;
+        c->tab = calloc(key_space ? key_space : 1, sizeof *c->tab);
+        assert(c->e && c->b && c->tab);
+        if (!c->e || !c->b || !c->tab) abort();
+        for (uint32_t i = 0; i <= (uint32_t)c->cap; i++) {
+            c->b[i].next = c->b_free;
+            c->b_free = i;
+        }
     }
     return c;
 }
@@ -59,109 +64,106 @@ kvs_cache *kvs_cache_new(kvs_cache_kind kind, int64_t capacity) {
 void kvs_cache_free(kvs_cache *c) {
     if (!c) return;
     free(c->e);
-    free(c->heap);
+    free(c->b);
     free(c->tab);
     free(c);
 }
 
 size_t kvs_cache_size(const kvs_cache *c) { return c->n; }
 
-static size_t find_slot(const kvs_cache *c, uint64_t key) {
-    size_t m = c->tab_n - 1, i = (size_t)mix(key) & m;
-    while (c->tab[i].id1 && c->tab[i].key != key) i = (i + 1) & m;
-    return i;
+/* A new empty bucket of freq f after bucket `after` (NIL: at the front). */
+static uint32_t bucket_new(kvs_cache *c, uint64_t f, uint32_t after) {
+    uint32_t k = c->b_free;
+    assert(k != NIL);
+    c->b_free = c->b[k].next;
+    bucket *b = &c->b[k];
+    b->freq = f;
+    b->head = b->tail = NIL;
+    b->prev = after;
+    b->next = after == NIL ? c->b_first : c->b[after].next;
+    if (b->next != NIL) c->b[b->next].prev = k;
+    if (after == NIL) c->b_first = k;
+    else c->b[after].next = k;
+    return k;
 }
 
-static int less(const kvs_cache *c, uint32_t a, uint32_t b) {
-    const ent *x = &c->e[a], *y = &c->e[b];
-    if (c->kind == KVS_CACHE_LFU && x->freq != y->freq) return x->freq < y->freq;
-    return x->tick < y->tick;
+static void bucket_drop_if_empty(kvs_cache *c, uint32_t k) {
+    bucket *b = &c->b[k];
+    if (b->head != NIL) return;
+    if (b->prev != NIL) c->b[b->prev].next = b->next;
+    else c->b_first = b->next;
+    if (b->next != NIL) c->b[b->next].prev = b->prev;
+    b->next = c->b_free;
+    c->b_free = k;
 }
 
-static void hput(kvs_cache *c, size_t i, uint32_t id) {
-    c->heap[i] = id;
-    c->e[id].pos = (uint32_t)i;
+static void unlink_ent(kvs_cache *c, uint32_t id) {
+    ent *x = &c->e[id];
+    bucket *b = &c->b[x->bucket];
+    if (x->prev != NIL) c->e[x->prev].next = x->next;
+    else b->head = x->next;
+    if (x->next != NIL) c->e[x->next].prev = x->prev;
+    else b->tail = x->prev;
 }
 
-static void sift_down(kvs_cache *c, size_t i) {
-    uint32_t id = c->heap[i];
-    for (;;) {
-        size_t k = 2 * i + 1;
-        if (k >= c->n) break;
-        if (k + 1 < c->n && less(c, c->heap[k + 1], c->heap[k])) k++;
-        if (!less(c, c->heap[k], id)) break;
-        hput(c, i, c->heap[k]);
-        i = k;
-    }
-    hput(c, i, id);
-}
-
-static void sift_up(kvs_cache *c, size_t i) {
-    uint32_t id = c->heap[i];
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!less(c, id, c->heap[p])) break;
-        hput(c, i, c->heap[p]);
-        i = p;
-    }
-    hput(c, i, id);
-}
-
-/* Empties table slot i with backward-shift deletion (no tombstones). */
-static void tab_remove(kvs_cache *c, size_t i) {
-    size_t m = c->tab_n - 1;
-    c->tab[i].id1 = 0;
-    size_t j = i;
-    for (;;) {
-        j = (j + 1) & m;
-        if (!c->tab[j].id1) return;
-        size_t home = (size_t)mix(c->tab[j].key) & m;
-        /* slot j may move back to i unless its home lies cyclically in (i, j] */
-        if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
-            c->tab[i] = c->tab[j];
-            c->tab[j].id1 = 0;
-            i = j;
-        }
-    }
+static void append(kvs_cache *c, uint32_t id, uint32_t k) {
+    ent *x = &c->e[id];
+    bucket *b = &c->b[k];
+    x->bucket = k;
+    x->next = NIL;
+    x->prev = b->tail;
+    if (b->tail != NIL) c->e[b->tail].next = id;
+    else b->head = id;
+    b->tail = id;
 }
 
 int kvs_cache_contains(const kvs_cache *c, uint64_t key) {
-    return c->cap > 0 && c->tab[find_slot(c, key)].id1 != 0;
+    assert(c->cap == 0 || key < c->key_space);
+    return c->cap > 0 && c->tab[key] != 0;
 }
 
 int kvs_cache_lookup(kvs_cache *c, uint64_t key) {
     if (c->cap == 0) return 0;
-    uint32_t id1 = c->tab[find_slot(c, key)].id1;
+    assert(key < c->key_space);
+    uint32_t id1 = c->tab[key];
     if (!id1) return 0;
-    ent *x = &c->e[id1 - 1];
-    x->freq++;
-    x->tick = ++c->tick;
-    sift_down(c, x->pos);   /* its priority only grew */
+    uint32_t id = id1 - 1;
+    ent *x = &c->e[id];
+    uint32_t k = x->bucket;
+    unlink_ent(c, id);
+    if (c->kind == KVS_CACHE_LFU) {
+        x->freq++;
+        uint32_t nk = c->b[k].next;
+        if (nk == NIL || c->b[nk].freq != x->freq) nk = bucket_new(c, x->freq, k);
+        append(c, id, nk);
+        bucket_drop_if_empty(c, k);
+    } else {
+        append(c, id, k);
+    }
     return 1;
 }
 
 int kvs_cache_insert(kvs_cache *c, uint64_t key, uint64_t *evicted) {
     if (c->cap == 0) return -1;
-    size_t s = find_slot(c, key);
-    assert(!c->tab[s].id1 && "key already cached");
+    assert(!kvs_cache_contains(c, key) && "key already cached");
     uint32_t id;
     int ev = 0;
     if ((int64_t)c->n == c->cap) {
-        /* reuse the victim's entry id: it takes the victim's heap root */
-        id = c->heap[0];
+        uint32_t k = c->b_first;
+        id = c->b[k].head;
         if (evicted) *evicted = c->e[id].key;
-        tab_remove(c, find_slot(c, c->e[id].key));
-        s = find_slot(c, key);   /* the deletion may have shifted slots */
-        c->e[id] = (ent){key, 1, ++c->tick, 0};
-        c->tab[s] = (slot){key, id + 1};
-        sift_down(c, 0);
+        c->tab[c->e[id].key] = 0;
+        unlink_ent(c, id);
+        bucket_drop_if_empty(c, k);
         ev = 1;
     } else {
         id = (uint32_t)c->n++;
-        c->e[id] = (ent){key, 1, ++c->tick, 0};
-        c->tab[s] = (slot){key, id + 1};
-        hput(c, c->n - 1, id);
-        sift_up(c, c->n - 1);
     }
+    c->e[id].key = key;
+    c->e[id].freq = 1;
+    uint32_t k = c->b_first;
+    if (k == NIL || c->b[k].freq != 1) k = bucket_new(c, 1, NIL);
+    append(c, id, k);
+    c->tab[key] = id + 1;
     return ev;
 }

@@ -1,5 +1,5 @@
 /* kvs_cache.h — the GPU page cache: a fixed number of entries keyed by a
- * 64-bit page id, evicting by LRU (least recently used) or LFU (least
+ * page id in [0, key_space), evicting by LRU (least recently used) or LFU (least
  * frequently used, ties to the least recently used).
  *
  * Contract: lookup() touches the entry on a hit (recency, frequency);
@@ -16,7 +16,7 @@
 
 typedef struct kvs_cache kvs_cache;
 
-kvs_cache *kvs_cache_new(kvs_cache_kind kind, int64_t capacity_entries);
+kvs_cache *kvs_cache_new(kvs_cache_kind kind, int64_t capacity_entries, uint64_t key_space);
 void kvs_cache_free(kvs_cache *c);
 int kvs_cache_lookup(kvs_cache *c, uint64_t key);
 int kvs_cache_contains(const kvs_cache *c, uint64_t key);

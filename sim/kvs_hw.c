@@ -434,14 +434,81 @@ char *kvs_hw_json(const kvs_hw *hw) {
     return b.s;
 }
 
-int kvs_hw_print(const kvs_hw *hw, FILE *f) {
+/* The comment ("# ..." or "// ...") on line `line` of file, or "". */
+static void line_comment(const char *file, int line, char *out, size_t n) {
+    out[0] = 0;
+    FILE *f = fopen(file, "r");
+    if (!f) return;
+    char buf[1024];
+    int ln = 0;
+    while (fgets(buf, sizeof buf, f))
+        if (++ln == line) {
+            int in_str = 0;
+            for (char *p = buf; *p; p++) {
+                if (*p == '"') in_str = !in_str;
+                if (in_str) continue;
+                if (*p == '#' || (p[0] == '/' && p[1] == '/')) {
+                    p += *p == '#' ? 1 : 2;
+                    while (*p == ' ') p++;
+                    snprintf(out, n, "%s", p);
+                    size_t m = strlen(out);
+                    while (m && (out[m - 1] == '\n' || out[m - 1] == '\r' || out[m - 1] == ' ')) out[--m] = 0;
+                    break;
+                }
+            }
+            break;
+        }
+    fclose(f);
+}
+
+int kvs_hw_print(const kvs_hw *hw, const char *path, FILE *f) {
     const key_def *ord[N_KEYS];
     size_t m = sorted_keys(hw, ord);
-    for (size_t i = 0; i < m; i++) {
-        char v[160];
-        value_str(hw, ord[i], v, sizeof v, 0);
-        if (fprintf(f, "%-42s %-16s %s\n", ord[i]->key, v, ord[i]->unit) < 0) return -1;
+    config_t c;
+    int have = 0;
+    char dir[1024] = "";
+    if (path) {
+        config_init(&c);
+        config_set_options(&c, CONFIG_OPTION_AUTOCONVERT);
+        snprintf(dir, sizeof dir, "%s", path);
+        char *slash = strrchr(dir, '/');
+        if (slash) {
+            *slash = 0;
+            config_set_include_dir(&c, dir);
+        } else {
+            dir[0] = 0;
+        }
+        have = config_read_file(&c, path) == CONFIG_TRUE;
+        if (!have) config_destroy(&c);
     }
+    for (size_t i = 0; i < m; i++) {
+        char v[160], src[600] = "";
+        value_str(hw, ord[i], v, sizeof v, 0);
+        if (have) {
+            config_setting_t *s = config_lookup(&c, ord[i]->key);
+            if (s) {
+                const char *file = config_setting_source_file(s);
+                char com[400];
+                int line = config_setting_source_line(s);
+                char full[2048];
+                if (file && strcmp(file, path) && file[0] != '/' && dir[0])
+                    snprintf(full, sizeof full, "%s/%s", dir, file);   /* @include: relative to the include dir */
+                else
+                    snprintf(full, sizeof full, "%s", file ? file : path);
+                line_comment(full, line, com, sizeof com);
+                const char *base = file ? strrchr(file, '/') : NULL;
+                snprintf(src, sizeof src, "%s%s(%s:%d)", com, *com ? " " : "", base ? base + 1 : (file ? file : path),
+                         line);
+            } else {
+                snprintf(src, sizeof src, "(default)");
+            }
+        }
+        if (fprintf(f, "%-42s %-16s %-8s %s\n", ord[i]->key, v, ord[i]->unit, src) < 0) {
+            if (have) config_destroy(&c);
+            return -1;
+        }
+    }
+    if (have) config_destroy(&c);
     if (!hw->ssd_to_gpu.present) fprintf(f, "%-42s %s\n", "links.ssd_to_gpu", "(absent: SSD pages go through host memory)");
     return 0;
 }

@@ -73,8 +73,11 @@ int kvs_hw_set(kvs_hw *hw, const char *key, const char *val, char *err, size_t e
  * struct by hand may too). */
 int kvs_hw_check(const kvs_hw *hw, char *err, size_t errlen);
 char *kvs_hw_json(const kvs_hw *hw);
-/* Prints every key = value with its unit, one a line (for `kvsim hw`). */
-int kvs_hw_print(const kvs_hw *hw, FILE *f);
+/* Prints every key, value and unit, one a line (for `kvsim hw`); with the
+ * config's path, also where each value was set (file:line) and the comment
+ * on that line (the presets give the source of each figure there);
+ * "(default)" for a policy key the file does not set. */
+int kvs_hw_print(const kvs_hw *hw, const char *path, FILE *f);
 
 const char *kvs_place_name(kvs_place p);
 const char *kvs_cache_kind_name(kvs_cache_kind c);

@@ -49,8 +49,9 @@ static void draw(kvs_progress *p) {
     for (int i = 0; i < w; i++) bar[i] = i < fill ? '#' : '.';
     bar[w] = 0;
     if (exec > 0) {
-        double per = el / (double)exec;   /* wall time per run with jobs running at once */
-        kvs_progress_fmt_s(per * (double)left, e2, sizeof e2);
+        double per = p->run_s / (double)exec;   /* mean wall time of one run */
+        double waves = (double)((left + (size_t)p->jobs - 1) / (size_t)p->jobs);
+        kvs_progress_fmt_s(per * waves, e2, sizeof e2);
     } else {
         snprintf(e2, sizeof e2, "?");
     }

@@ -2,8 +2,8 @@
  * one-line bar redrawn in place with counts, elapsed time and ETA; otherwise
  * one plain log line per finished run (for logs and CI).
  *
- * ETA = mean wall time per executed run so far × runs left ÷ concurrency
- * (skipped runs count as done and take no time).
+ * ETA = mean wall time of the runs finished so far × ceil(runs left ÷ jobs)
+ * (jobs runs at a time); skipped runs count as done and take no time.
  * Ownership: the handle does not own the FILE.  Errors: none (output only). */
 #ifndef KVS_PROGRESS_H
 #define KVS_PROGRESS_H

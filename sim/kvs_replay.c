@@ -23,10 +23,10 @@ typedef struct group {
 } group;
 
 typedef struct {
-    uint64_t *keys;     /* sorted */
-    unsigned char *used;
+    uint64_t *keys;     /* pages prefetched, in issue order */
     int n, cap;
     int step;           /* the step this prefetch serves, -1 none */
+    uint32_t gen;       /* marks its pages in rp.pf_gen / rp.pf_used */
     group *g;
 } pf_slot;
 
@@ -38,10 +38,13 @@ typedef struct rp {
     int S, Llog, Hlog, pt, Lt, Ht, hd, eb, gq;
     double pb;                  /* bytes of one page of one KV head of one sequence */
     int sink_pages, window;
+    int64_t n_pg;               /* pages per (layer, head): ceil(n_ctx / pt) */
     kvs_evq *q;
     kvs_xfer x;
     kvs_cache *cache;
     pf_slot *pf;                /* [Lt] */
+    uint32_t *pf_gen, *pf_used; /* [Lt·Ht·n_pg]: generation that prefetched / used a page */
+    uint32_t gen;
     group **groups;
     size_t ng, capg;
     /* the active layer */
@@ -67,8 +70,9 @@ static int log_layer(const rp *r, int l) { return (int)((int64_t)l * r->Llog / r
 static const kvs_access *cell(const rp *r, int s, int l, int h) {
     return kvs_access_log_get(r->log, s, log_layer(r, l), h % r->Hlog);
 }
-static uint64_t page_key(int l, int h, int32_t g) {
-    return ((uint64_t)(uint32_t)l << 48) | ((uint64_t)(uint32_t)h << 32) | (uint32_t)g;
+/* Dense page id: (layer, head, page) -> [0, Lt·Ht·n_pg). */
+static uint64_t page_key(const rp *r, int l, int h, int32_t g) {
+    return ((uint64_t)l * (uint64_t)r->Ht + (uint64_t)h) * (uint64_t)r->n_pg + (uint64_t)g;
 }
 static int64_t first_win(const rp *r, int32_t p) {
     int64_t a = (int64_t)p + 1 - r->window;
@@ -158,16 +162,12 @@ static void fetch(rp *r, int64_t n_host, int64_t n_ssd, group *g) {
     }
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return x < y ? -1 : x > y;
-}
-
 /* Prefetch for (s2, l2) from step s2-1's selection. */
 static void issue_prefetch(rp *r, int s2, int l2) {
     pf_slot *ps = &r->pf[l2];
     ps->n = 0;
     ps->step = s2;
+    ps->gen = ++r->gen;
     ps->g = group_new(r);
     int64_t n_host = 0, n_ssd = 0;
     for (int h = 0; h < r->Ht; h++) {
@@ -175,21 +175,19 @@ static void issue_prefetch(rp *r, int s2, int l2) {
         for (int32_t i = 0; i < prev->n_pages; i++) {
             int32_t g = prev->pages[i];
             if (is_anchor(r, g, next->p)) continue;
-            uint64_t key = page_key(l2, h, g);
+            uint64_t key = page_key(r, l2, h, g);
             if (r->cache && kvs_cache_contains(r->cache, key)) continue;
             if (ps->n == ps->cap) {
                 ps->cap = ps->cap ? 2 * ps->cap : 256;
                 ps->keys = realloc(ps->keys, (size_t)ps->cap * sizeof *ps->keys);
-                ps->used = realloc(ps->used, (size_t)ps->cap);
-                if (!ps->keys || !ps->used) abort();
+                if (!ps->keys) abort();
             }
             ps->keys[ps->n++] = key;
+            r->pf_gen[key] = ps->gen;
             if (on_ssd(r, key)) n_ssd++;
             else n_host++;
         }
     }
-    qsort(ps->keys, (size_t)ps->n, sizeof *ps->keys, cmp_u64);
-    memset(ps->used, 0, (size_t)ps->n);
     fetch(r, n_host, n_ssd, ps->g);
     r->issued_pf = ps->g;
 }
@@ -242,17 +240,6 @@ static void check_ready(rp *r) {
     kvs_evq_push(r->q, now + t_attn + t_rest, layer_end, r, 0);
 }
 
-static int32_t find_key(const pf_slot *ps, uint64_t key) {
-    int32_t lo = 0, hi = ps->n - 1;
-    while (lo <= hi) {
-        int32_t mid = lo + (hi - lo) / 2;
-        if (ps->keys[mid] == key) return mid;
-        if (ps->keys[mid] < key) lo = mid + 1;
-        else hi = mid - 1;
-    }
-    return -1;
-}
-
 static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
     (void)arg;
     rp *r = ctx;
@@ -269,15 +256,14 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
         for (int32_t i = 0; i < e->n_pages; i++) {
             int32_t g = e->pages[i];
             if (is_anchor(r, g, e->p)) continue;
-            uint64_t key = page_key(r->l, h, g);
+            uint64_t key = page_key(r, r->l, h, g);
             if (r->cache && kvs_cache_lookup(r->cache, key)) {
                 row->cache_hits++;
                 continue;
             }
             row->cache_misses++;
-            int32_t k = have_pf ? find_key(ps, key) : -1;
-            if (k >= 0) {
-                ps->used[k] = 1;
+            if (have_pf && r->pf_gen[key] == ps->gen) {
+                r->pf_used[key] = ps->gen;
                 pf_hits++;
             } else {
                 if (pf_on) row->prefetch_misses++;
@@ -291,7 +277,7 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
     r->need_pf = pf_hits ? ps->g : NULL;
     if (have_pf) {
         int64_t unused = 0;
-        for (int32_t i = 0; i < ps->n; i++) unused += !ps->used[i];
+        for (int32_t i = 0; i < ps->n; i++) unused += r->pf_used[ps->keys[i]] != ps->gen;
         row->prefetch_wasted_bytes += (int64_t)llround((double)(unused * r->batch) * r->pb);
         ps->step = -1;
     }
@@ -349,9 +335,10 @@ static void free_rp(rp *r) {
     if (r->pf)
         for (int l = 0; l < r->Lt; l++) {
             free(r->pf[l].keys);
-            free(r->pf[l].used);
         }
     free(r->pf);
+    free(r->pf_gen);
+    free(r->pf_used);
     kvs_cache_free(r->cache);
     if (r->x.net) kvs_xfer_free(&r->x);
     kvs_evq_free(r->q);
@@ -408,6 +395,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     r->pb = (double)r->pt * 2.0 * r->hd * r->eb;
     r->sink_pages = (hw->policy.anchor_sink_tokens + r->pt - 1) / r->pt;
     r->window = hw->policy.anchor_window_tokens;
+    r->n_pg = (n_ctx + r->pt - 1) / r->pt;
     double max_summary = 0;
     for (int s = 0; s < r->S; s++)
         for (int l = 0; l < r->Lt; l++)
@@ -469,13 +457,19 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     int64_t cache_entries = 0;
     if (hw->policy.cache != KVS_CACHE_NONE && hw->policy.placement != KVS_PLACE_HBM) {
         cache_entries = (int64_t)floor(hw->policy.cache_capacity_bytes / (r->pb * batch));
-        if (cache_entries > 0) r->cache = kvs_cache_new(hw->policy.cache, cache_entries);
+        if (cache_entries > 0) r->cache = kvs_cache_new(hw->policy.cache, cache_entries, (uint64_t)(r->Lt * r->Ht) * (uint64_t)r->n_pg);
     }
     r->q = kvs_evq_new();
     kvs_xfer_init(&r->x, r->q, hw);
     r->pf = calloc((size_t)r->Lt, sizeof *r->pf);
     if (!r->pf) abort();
     for (int l = 0; l < r->Lt; l++) r->pf[l].step = -1;
+    if (hw->policy.prefetch != KVS_PREFETCH_NONE) {
+        size_t nk = (size_t)r->Lt * (size_t)r->Ht * (size_t)r->n_pg;
+        r->pf_gen = calloc(nk, sizeof *r->pf_gen);
+        r->pf_used = calloc(nk, sizeof *r->pf_used);
+        if (!r->pf_gen || !r->pf_used) abort();
+    }
     memset(rows, 0, (size_t)r->S * sizeof *rows);
     r->rows = rows;
     r->s = 0;

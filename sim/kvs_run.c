@@ -8,6 +8,7 @@
 #include "kvs_replay.h"
 #include "kvs_db.h"
 #include "kvs_hw.h"
+#include "kvs_preset.h"
 #include "kvs_trace.h"
 #include "kvs_version.h"
 #include <math.h>
@@ -93,6 +94,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     head_rows heads = {0};
     int64_t run_id = -1;
     int have_hw = s->hw && *s->hw;
+    double sel_bytes_scale = 1.0;
     kvs_hw hw;
     int layers[KVS_RUN_MAX_LAYERS];
     int n_layers = 0;
@@ -139,6 +141,18 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
         if (kvs_hw_load(s->hw, (const char *const *)s->over_key, (const char *const *)s->over_val, s->n_over, &hw,
                         e2, sizeof e2))
             FAIL("%s", e2);
+        /* The method's anchors are what the GPU keeps resident. */
+        char num[32];
+        snprintf(num, sizeof num, "%d", mo.sinks);
+        if (kvs_hw_set(&hw, "policy.anchor_sink_tokens", num, e2, sizeof e2)) FAIL("%s", e2);
+        snprintf(num, sizeof num, "%d", mo.window);
+        if (kvs_hw_set(&hw, "policy.anchor_window_tokens", num, e2, sizeof e2)) FAIL("%s", e2);
+        if (s->model && *s->model) {
+            kvs_model pm;
+            if (kvs_preset_get(s->model, &pm, e2, sizeof e2)) FAIL("model: %s", e2);
+            /* metadata and summary bytes scale with the head dimension */
+            sel_bytes_scale = (double)pm.head_dim / (double)d;
+        }
         hw_json = kvs_hw_json(&hw);
         if (!hw_json) FAIL("out of memory");
     } else if (s->n_over > 0) {
@@ -214,7 +228,10 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
                 const float *qg = q + ((size_t)st * H + (size_t)h * g) * d;
                 kvs_step_out out, fout;
                 kvs_method_step(meth, qg, p, (float)M->softmax_scale, o, &out);
-                if (alog) kvs_access_log_put(alog, si, li, h, p, out.idx, out.n_idx, out.meta_bytes, out.summary_bytes);
+                if (alog)
+                    kvs_access_log_put(alog, si, li, h, p, out.idx, out.n_idx,
+                                       (int64_t)llround((double)out.meta_bytes * sel_bytes_scale),
+                                       (int64_t)llround((double)out.summary_bytes * sel_bytes_scale));
                 sum_tok += (double)out.tokens_exact;
                 if (full) {
                     kvs_method_step(full, qg, p, (float)M->softmax_scale, of, &fout);

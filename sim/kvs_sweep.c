@@ -4,6 +4,7 @@
 #include "kvs_sweep.h"
 #include "kvs_db.h"
 #include "kvs_hw.h"
+#include "kvs_trace.h"
 #include <assert.h>
 #include <errno.h>
 #include <glob.h>
@@ -292,6 +293,14 @@ static int parse_range(const sw_ctx *c, sw_key *k, const config_setting_t *g, ch
     return 0;
 }
 
+/* A value listed twice in k (NULL if none). */
+static const char *repeated(const sw_key *k) {
+    for (size_t a = 0; a < k->n; a++)
+        for (size_t b = a + 1; b < k->n; b++)
+            if (!strcmp(k->vals[a], k->vals[b])) return k->vals[a];
+    return NULL;
+}
+
 static int is_range_group(const config_setting_t *s) {
     return config_setting_is_group(s) &&
            (config_setting_get_member(s, "start") || config_setting_get_member(s, "stop"));
@@ -337,11 +346,8 @@ static int walk(kvs_sweep *sw, const sw_ctx *c, const config_setting_t *g, const
                 return fail(err, errlen, "%s:%d: %s: empty list", c->file, line, where);
             for (int e = 0; e < config_setting_length(s); e++)
                 if (add_value(c, k, config_setting_get_elem(s, (unsigned)e), err, errlen)) return -1;
-            for (size_t a = 0; a < k->n; a++)
-                for (size_t b = a + 1; b < k->n; b++)
-                    if (!strcmp(k->vals[a], k->vals[b]))
-                        return fail(err, errlen, "%s:%d: %s: value '%s' is listed twice", c->file, line, where,
-                                    k->vals[a]);
+            const char *rep = repeated(k);
+            if (rep) return fail(err, errlen, "%s:%d: %s: value '%s' is listed twice", c->file, line, where, rep);
         } else {
             return fail(err, errlen, "%s:%d: %s: an axis is a list [..] or a range {start; stop; ..} "
                         "(a single value goes in base)", c->file, line, where);
@@ -465,10 +471,8 @@ static int parse_file(kvs_sweep *sw, sw_ctx *c, config_t *cf, const char *trace_
     } else {
         return fail(err, errlen, "%s:%d: traces must be a path or a list of paths", c->file, tk->line);
     }
-    for (size_t a = 0; a < tk->n; a++)
-        for (size_t b = a + 1; b < tk->n; b++)
-            if (!strcmp(tk->vals[a], tk->vals[b]))
-                return fail(err, errlen, "%s:%d: traces: %s is named twice", c->file, tk->line, tk->vals[a]);
+    const char *rep = repeated(tk);
+    if (rep) return fail(err, errlen, "%s:%d: traces: %s is named twice", c->file, tk->line, rep);
     if (tk->n == 1) tk->is_axis = 0;   /* one trace: not shown in labels */
     if (hw) {
         sw_key *hk = add_key(sw, "hw", "hw", config_setting_source_line(hw), 0);
@@ -610,18 +614,11 @@ int kvs_sweep_load(const char *path, const char *trace_dir, kvs_sweep **out, cha
             }
             size_t slot = sw->n_runs;
             rc = build(sw, &c, slot, choice, cont, err, errlen);
-            if (rc == 0) {
-                int dup = 0;
-                for (size_t q = 0; q < slot && !dup; q++) dup = !strcmp(sw->hash[q], sw->hash[slot]);
-                if (dup) {
-                    kvs_run_spec_free(&sw->specs[slot]);
-                    free(sw->json[slot]);
-                    free(sw->label[slot]);
-                    sw->json[slot] = sw->label[slot] = NULL;
-                } else {
-                    sw->n_runs++;
-                }
-            } else {
+            int dup = 0;
+            for (size_t q = 0; rc == 0 && q < slot && !dup; q++) dup = !strcmp(sw->hash[q], sw->hash[slot]);
+            if (rc == 0 && !dup) {
+                sw->n_runs++;
+            } else {   /* failed, or a point drawn twice: release the slot */
                 kvs_run_spec_free(&sw->specs[slot]);
                 free(sw->json[slot]);
                 free(sw->label[slot]);
@@ -741,12 +738,17 @@ int kvs_sweep_pool(const kvs_sweep *sw, const size_t *idx, const int64_t *want_i
     size_t next = 0, running = 0;
     int failed = 0, sys_err = 0;
     pid_t me = getpid();
-    fflush(NULL);   /* no buffered output duplicated into children */
+    if (n > 0) {   /* initialise the HDF5 library once here, not in every worker */
+        kvs_trace *t = NULL;
+        char e[256];
+        if (kvs_trace_open(sw->specs[idx[0]].trace, &t, e, sizeof e) == 0) kvs_trace_close(t);
+    }
     while (next < n || running > 0) {
         while (!sys_err && next < n && running < (size_t)jobs) {
             int j = 0;
             while (slots[j].pid) j++;
             int p[2];
+            fflush(NULL);   /* no buffered output duplicated into the child */
             if (pipe(p) != 0) {
                 fail(err, errlen, "cannot start a worker: pipe: %s", strerror(errno));
                 sys_err = 1;

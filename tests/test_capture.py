@@ -288,8 +288,8 @@ def test_bad_inputs(tmp):
     shutil.rmtree(unknown)
 
 
-def test_interrupt(tmp):
-    """SIGINT while the capture runs: exit non-zero, no output, no temporary file."""
+def test_interrupt(tmp, sig):
+    """A signal while the capture runs: exit non-zero, no output, no temporary file."""
     out = os.path.join(tmp, "intr.h5")
     text = os.path.join(os.path.dirname(json.__file__), "..", "argparse.py")
     p = subprocess.Popen([sys.executable, SCRIPT, "--model", MODEL, "--text", text,
@@ -301,7 +301,7 @@ def test_interrupt(tmp):
         if any(n.startswith(".intr.h5.tmp") for n in os.listdir(tmp)):
             seen = True
             time.sleep(0.3)
-            p.send_signal(signal.SIGINT)
+            p.send_signal(sig)
             break
         time.sleep(0.01)
     so, se = p.communicate(timeout=300)
@@ -313,7 +313,8 @@ def test_interrupt(tmp):
         return
     check(p.returncode != 0 and not os.path.exists(out) and
           not any(n.startswith(".intr.h5") for n in os.listdir(tmp)),
-          "SIGINT during capture -> rc %d, %r, nothing left" % (p.returncode, se.strip()))
+          "%s during capture -> rc %d, %r, nothing left"
+          % (signal.Signals(sig).name, p.returncode, se.strip()))
 
 
 def main():
@@ -341,7 +342,8 @@ def main():
         test_capture(ct, model, tok, tmp)
         test_float16(tmp)
         test_bad_inputs(tmp)
-        test_interrupt(tmp)
+        test_interrupt(tmp, signal.SIGINT)
+        test_interrupt(tmp, signal.SIGTERM)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:

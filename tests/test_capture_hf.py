@@ -110,8 +110,8 @@ def one_model(name, cfg_cls, extra, device, tmp):
     p = subprocess.run([sys.executable, SCRIPT, "--model", mdir, "--tokens", tfile, "--offset", "5",
                         "--prefill", str(N), "--decode", str(S), "--dtype", "float32",
                         "--device", device, "-o", out], capture_output=True, text=True)
-    check(p.returncode == 0, "%s: capture on %s rc %d %s" % (name, device, p.returncode,
-                                                             p.stderr.strip()[-500:]))
+    check(p.returncode == 0, "%s: capture on %s rc %d %s" % (
+        name, device, p.returncode, p.stderr.strip()[-500:] if p.returncode else ""))
     if p.returncode != 0:
         return
     m = re.search(r"^nll=([0-9.eE+-]+)$", p.stdout, re.M)
@@ -207,10 +207,10 @@ def compare_tokenizers():
 
 def main():
     try:
+        import transformers  # first: where it is missing, skip without importing torch
         import h5py  # noqa: F401
         import numpy  # noqa: F401
         import torch
-        import transformers
     except ImportError as e:
         print("SKIP test_capture_hf: %s (needs transformers, torch, h5py, numpy)" % e)
         return SKIP

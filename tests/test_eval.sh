@@ -65,7 +65,7 @@ c=$( [ -f "$TMP/bad.db" ] && q "$TMP/bad.db" "SELECT count(*) FROM runs WHERE st
 
 # 5. a run stopped by a signal leaves no run marked complete
 big="$TMP/big.h5"
-"$BIN" trace gen -o "$big" --layers 4 --heads 8 --kv-heads 2 --head-dim 64 --prefill 16384 --decode 64 --seed 3 >/dev/null 2>&1 \
+"$BIN" trace gen -o "$big" --layers 4 --heads 8 --kv-heads 2 --head-dim 64 --prefill 16384 --steps 64 --seed 3 >/dev/null 2>&1 \
   || bad "trace gen for the signal test"
 for sig in INT TERM KILL; do
   "$BIN" run --trace "$big" --hw "$SRC/sim/hw/h200_pcie5.cfg" --method completion --budget-frac 0.02 \

@@ -336,6 +336,26 @@ static void test_presets(void) {
     CU_ASSERT_EQUAL(kvs_hwval_run(&h, "/nonexistent/m.txt", &r, &n, err, sizeof err), -1);
 }
 
+/* The kvsim program: hw, validate-hw and their errors (exit codes). */
+static void test_cli(void) {
+    const char *b = kvs_test_bin(), *s = kvs_test_src();
+    CU_ASSERT_EQUAL(kvs_test_sh("%s validate-hw --hw %s/sim/hw/h200_pcie5.cfg >/dev/null", b, s), 0);
+    /* a crippled link must fail the 10% check */
+    CU_ASSERT_EQUAL(kvs_test_sh("%s validate-hw --hw %s/sim/hw/h200_pcie5.cfg --set links.ssd_to_host.lat_ns=90000 "
+                                ">/dev/null",
+                                b, s),
+                    1);
+    CU_ASSERT_EQUAL(kvs_test_sh("%s hw %s/sim/hw/gh200_c2c.cfg --json | grep -q '\"name\":\"gh200_c2c\"'", b, s), 0);
+    CU_ASSERT_EQUAL(kvs_test_sh("%s hw %s/sim/hw/h200_pcie5.cfg --set policy.cache=lru --set "
+                                "policy.cache_capacity_bytes=1e9 | grep -q '^policy.cache  *lru'",
+                                b, s),
+                    0);
+    CU_ASSERT_EQUAL(kvs_test_sh("%s hw %s/sim/hw/h200_pcie5.cfg --set links.host_to_gpu.bw=1 2>/dev/null", b, s), 2);
+    CU_ASSERT_EQUAL(kvs_test_sh("%s hw /nonexistent.cfg 2>/dev/null", b), 2);
+    /* the SimPy peer embedded in kvsim is the shipped tests/bench/simpy_mm1.py */
+    CU_ASSERT_EQUAL(kvs_test_sh("%s bench evq --print-peer | cmp -s - %s/tests/bench/simpy_mm1.py", b, s), 0);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("hw", NULL, NULL);
     CU_add_test(s, "one copy", test_one_copy);
@@ -346,4 +366,5 @@ void kvs_test_register(void) {
     CU_add_test(s, "config errors", test_config_errors);
     CU_add_test(s, "overrides and canonical JSON", test_overrides_json);
     CU_add_test(s, "shipped presets and validate-hw", test_presets);
+    CU_add_test(s, "kvsim hw / validate-hw", test_cli);
 }

@@ -316,7 +316,7 @@ typedef struct { uint64_t key, freq, tick; } bent;
 static void test_cache_reference(void) {
     for (int kind = KVS_CACHE_LRU; kind <= KVS_CACHE_LFU; kind++)
         for (int cap = 1; cap <= 33; cap += 8) {
-            kvs_cache *c = kvs_cache_new((kvs_cache_kind)kind, cap);
+            kvs_cache *c = kvs_cache_new((kvs_cache_kind)kind, cap, (uint64_t)(cap * 3 + 2));
             bent ref[64];
             int n = 0;
             uint64_t tick = 0, s = 99 + (uint64_t)cap;
@@ -354,7 +354,7 @@ static void test_cache_reference(void) {
             }
             kvs_cache_free(c);
         }
-    kvs_cache *z = kvs_cache_new(KVS_CACHE_NONE, 10);
+    kvs_cache *z = kvs_cache_new(KVS_CACHE_NONE, 10, 10);
     CU_ASSERT_EQUAL(kvs_cache_insert(z, 1, NULL), -1);
     CU_ASSERT_EQUAL(kvs_cache_lookup(z, 1), 0);
     kvs_cache_free(z);

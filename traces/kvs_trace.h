@@ -10,6 +10,12 @@
  *   the values (use kvs_validate for NaN/Inf and o_ref checks).  After a
  *   successful open every read below with in-range arguments touches only
  *   checked objects, so a failure can only come from corrupt data blocks.
+ *   Limitation: a file whose HDF5 metadata is corrupt can crash or hang
+ *   the HDF5 1.10 library itself (fuzzing found it trusting global-heap
+ *   object sizes behind variable-length string attributes); our code never
+ *   reads out of bounds, but cannot guard HDF5's internals.  Check untrusted
+ *   files with kvs_validate_file(isolate = 1) / `kvsim trace validate`,
+ *   which contain such crashes in a child process.
  *   Reads stream: each returns exactly the requested rows as float32
  *   (float16 is read raw and converted with kvs_f16, >10x faster than HDF5's
  *   own conversion) and memory stays bounded by one layer's open datasets,

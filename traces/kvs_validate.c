@@ -8,6 +8,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -346,6 +347,11 @@ done:
     free(q), free(oref), free(k), free(v), free(p), free(acc);
 }
 
+/* set in the isolated child: the structure phase (attributes, object
+ * headers, variable-length strings — where a corrupt file can send HDF5 1.10
+ * into an endless loop) gets an alarm; the data phase has no limit */
+static unsigned struct_alarm_s = 0;
+
 static void relay(FILE *from, FILE *to) {
     char buf[4096];
     size_t n;
@@ -376,6 +382,7 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
         kvs_validate_opts o2 = *opts;
         o2.isolate = 0;
         o2.info = opts->info ? (tinfo ? tinfo : tout) : NULL;
+        struct_alarm_s = 20;
         kvs_validate_result r;
         kvs_validate_file(path, &o2, tout, &r);
         fflush(tout);
@@ -409,7 +416,9 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
         *res = r;
         return r.n_problems ? 1 : 0;
     }
-    if (WIFSIGNALED(st))
+    if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
+        problem(&c, "/", "HDF5 library", "hung for %u s reading the file structure (corrupt file)", 20u);
+    else if (WIFSIGNALED(st))
         problem(&c, "/", "HDF5 library", "crashed with signal %d while reading this file (corrupt file)", WTERMSIG(st));
     else
         problem(&c, "/", "HDF5 library", "the check aborted (exit status %d) while reading this file (corrupt file)",
@@ -426,6 +435,7 @@ int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out
     if (opts->isolate) return validate_isolated(path, opts, out, res);
     vctx c = {path, out, res};
     kvs_h5_init();
+    if (struct_alarm_s) alarm(struct_alarm_s);
     struct stat st;
     if (stat(path, &st) != 0) {
         problem(&c, "/", "readable file", "cannot open: %s", strerror(errno));
@@ -464,6 +474,7 @@ int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out
         problem(&c, "/", "structure", "%s", err);
         return 1;
     }
+    if (struct_alarm_s) alarm(0);
     res->values_ok = scan_values(&c, t);
     if (res->values_ok && opts->check_ref) {
         if (all_oref) check_ref(&c, t, opts);

@@ -25,8 +25,9 @@
  *   With opts->isolate the checks run in a fork()ed child whose lines are
  *   relayed to out/info: a crash INSIDE the HDF5 library on a corrupt file
  *   (HDF5 1.10 trusts e.g. global-heap object sizes behind variable-length
- *   strings and can segfault) then becomes the problem "FILE: /: HDF5
- *   library: crashed ...", and the caller survives.  Without it the checks
+ *   strings and can segfault or loop forever) then becomes the problem
+ *   "FILE: /: HDF5 library: crashed ..." (or "hung": the structure phase
+ *   has a 20 s alarm in the child), and the caller survives.  Without it the checks
  *   run in-process: our own code never crashes on bad input, but HDF5's may.
  * Ownership: caller owns everything passed in; nothing is kept.
  * Errors: an unreadable or non-HDF5 file is a problem of the file (return

@@ -10,7 +10,7 @@
  *     first row, row count (<= P)}; entries of one (sequence, KV head) are
  *     contiguous in the list, ent_off[i]..ent_off[i+1) for i = seq*hkv + kvh.
  *     Tokens must not repeat (attention is over the union of the entries).
- *     P must be a power of two (16..256 in practice).
+ *     P must be a power of two >= 4 (16..256 in practice).
  *   - Queries: float32 [nseq][hkv][G][d]: the G query heads of a KV head's
  *     group are adjacent (GQA: head h reads KV head h / G).
  *   - Attention of one query head over a set E with logits s_j = scale q.k_j:
@@ -66,8 +66,13 @@ size_t kvs_cu_part_floats(const kvs_cu_attn_shape *s);
 int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
                         const int32_t *ent_off, float *part, cudaStream_t stream);
 
-/* The same pass without the shared-memory pipeline: each lane loads its
- * K/V bytes straight into registers (simpler; kept for comparison). */
+/* Implementations of pass 1 (same results to rounding): 0 = each lane
+ * loads 8 rows of K/V straight into registers (default, fastest measured),
+ * 1 = the same with 4 rows, 2 = K/V tiles staged through shared memory by
+ * cp.async, 4 tiles deep.  Process-wide; returns cudaErrorInvalidValue for
+ * an unknown variant. */
+int kvs_cu_attn_set_variant(int variant);
+/* Variants 0/1 called directly. */
 int kvs_cu_attn_partial_direct(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
                                const int32_t *ent_off, float *part, cudaStream_t stream);
 

@@ -35,8 +35,11 @@ __device__ __forceinline__ void h8_to_f(const uint4 &r, float f[8])
     }
 }
 
-template <int D, int G>
-__global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
+static int g_direct_unroll = 8;   // rows per lane batch of the direct kernel (4 or 8)
+static int g_variant = 0;          // kvs_cu_attn_set_variant
+
+template <int D, int G, int U, int MINB>
+__global__ void __launch_bounds__(ATTN_THREADS, MINB) attn_partial_kernel(
     const float *__restrict__ q, const kvs_cu_entry *__restrict__ ent,
     const int32_t *__restrict__ ent_off, int P, float scale, int nsplit, float *__restrict__ part)
 {
@@ -79,16 +82,17 @@ __global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
     const int lp = __ffs(P) - 1;            // P is a power of two
     const int nrows = e1 > e0 ? (e1 - e0) << lp : 0;
 
-    for (int t0 = rg * ATTN_UNROLL; t0 < nrows; t0 += NRG * ATTN_UNROLL) {
-        uint4 kr[ATTN_UNROLL], vr[ATTN_UNROLL];
-        bool ok[ATTN_UNROLL];
+    // the U rows t0..t0+U-1 lie in one entry (t0 % U == 0, P % U == 0)
+    for (int t0 = rg * U; t0 < nrows; t0 += NRG * U) {
+        uint4 kr[U], vr[U];
+        bool ok[U];
+        const kvs_cu_entry e = ent[e0 + (t0 >> lp)];
+        const int r0 = t0 & (P - 1);
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
-            int t = t0 + u;
+        for (int u = 0; u < U; u++) {
             ok[u] = false;
-            if (t < nrows) {
-                const kvs_cu_entry e = ent[e0 + (t >> lp)];
-                int r = t & (P - 1);
+            {
+                int r = r0 + u;
                 if (r < e.count) {
                     ok[u] = true;
                     const __half *blk = reinterpret_cast<const __half *>(e.addr);
@@ -99,9 +103,9 @@ __global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
                 }
             }
         }
-        float s[ATTN_UNROLL][G];
+        float s[U][G];
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
+        for (int u = 0; u < U; u++) {
             float kf[8];
             if (ok[u]) h8_to_f(kr[u], kf);
             else {
@@ -122,7 +126,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
         for (int g = 0; g < G; g++) {
             float mn = m[g];
 #pragma unroll
-            for (int u = 0; u < ATTN_UNROLL; u++) mn = fmaxf(mn, s[u][g]);
+            for (int u = 0; u < U; u++) mn = fmaxf(mn, s[u][g]);
             if (mn == -INFINITY) continue;
             float corr = exp2f(m[g] - mn);   // m = -inf -> 0
             l[g] *= corr;
@@ -131,7 +135,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) attn_partial_kernel(
             m[g] = mn;
         }
 #pragma unroll
-        for (int u = 0; u < ATTN_UNROLL; u++) {
+        for (int u = 0; u < U; u++) {
             if (!ok[u]) continue;
             float vf[8];
             h8_to_f(vr[u], vf);
@@ -185,8 +189,12 @@ static int launch_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_
                           const int32_t *ent_off, float *part, cudaStream_t st)
 {
     dim3 grid(s->nsplit, s->nseq * s->hkv);
-    attn_partial_kernel<D, G><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
-                                                             s->nsplit, part);
+    if (g_direct_unroll == 8 && s->page >= 8)
+        attn_partial_kernel<D, G, 8, 3><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
+                                                                       s->nsplit, part);
+    else
+        attn_partial_kernel<D, G, 4, 1><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
+                                                                       s->nsplit, part);
     return (int)cudaGetLastError();
 }
 
@@ -205,10 +213,17 @@ static int dispatch_partial(const kvs_cu_attn_shape *s, const float *q, const kv
     }
 }
 
+extern "C" int kvs_cu_attn_set_variant(int v)
+{
+    if (v < 0 || v > 2) return (int)cudaErrorInvalidValue;
+    g_variant = v;
+    return 0;
+}
+
 extern "C" int kvs_cu_attn_partial_direct(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
                                           const int32_t *ent_off, float *part, cudaStream_t stream)
 {
-    if (s->nsplit < 1 || s->page < 1 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
+    if (s->nsplit < 1 || s->page < 4 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
     if (s->d == 64) return dispatch_partial<64>(s, q, ent, ent_off, part, stream);
     if (s->d == 128) return dispatch_partial<128>(s, q, ent, ent_off, part, stream);
     return (int)cudaErrorInvalidValue;
@@ -432,7 +447,11 @@ static int dispatch_pipe(const kvs_cu_attn_shape *s, const float *q, const kvs_c
 extern "C" int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
                                    const int32_t *ent_off, float *part, cudaStream_t stream)
 {
-    if (s->nsplit < 1 || s->page < 1 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
+    if (s->nsplit < 1 || s->page < 4 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
+    if (g_variant != 2) {
+        g_direct_unroll = g_variant == 1 ? 4 : 8;
+        return kvs_cu_attn_partial_direct(s, q, ent, ent_off, part, stream);
+    }
     if (s->d == 64) return dispatch_pipe<64>(s, q, ent, ent_off, part, stream);
     if (s->d == 128) return dispatch_pipe<128>(s, q, ent, ent_off, part, stream);
     return (int)cudaErrorInvalidValue;
@@ -495,6 +514,7 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
     for (int x = tid; x < G * R; x += EST_THREADS) {
         const int g = x / R, i = x % R;
         float a = 0.f, nn = 0.f;
+#pragma unroll 16
         for (int dd = 0; dd < D; dd++) {
             const float qq = sq[g * D + dd];
             a = fmaf(W[(size_t)dd * R + i], qq, a);
@@ -520,6 +540,7 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
         for (int x = tid; x < G * D; x += EST_THREADS) {
             const int g = x / D, dd = x % D;
             float a = 0.f;
+#pragma unroll 16
             for (int i = 0; i < R; i++) a = fmaf(phq[g * R + i], Sk[(size_t)i * D + dd], a);
             out[g * (D + 2) + dd] = a;
         }
@@ -573,6 +594,7 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
         float a[HT];
 #pragma unroll
         for (int b = 0; b < HT; b++) a[b] = 0.f;
+#pragma unroll 8
         for (int dd = 0; dd < D; dd++) {
             const float w = W[(size_t)dd * R + i];
 #pragma unroll
@@ -609,8 +631,12 @@ static int launch_est(const kvs_cu_attn_shape *s, const kvs_cu_est_args *e, cons
                       cudaStream_t st)
 {
     const size_t sm = est_smem<D>(e->R, G);
-    int rc = (int)cudaFuncSetAttribute(est_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
-    if (rc) return rc;
+    static size_t sm_set = 0;   // raise the limit once per instantiation
+    if (sm > sm_set) {
+        int rc = (int)cudaFuncSetAttribute(est_kernel<D, G>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)sm);
+        if (rc) return rc;
+        sm_set = sm;
+    }
     dim3 grid(e->nchunk + 1, s->nseq * s->hkv);
     est_kernel<D, G><<<grid, EST_THREADS, sm, st>>>(q, s->scale, s->hkv, s->page, e->R, e->nchunk, e->wt, e->S,
                                                     e->u, e->ck, e->sub, e->sub_off, est);

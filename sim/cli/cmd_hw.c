@@ -91,7 +91,9 @@ int kvs_cmd_hw(int argc, char **argv) {
         free(j);
     } else {
         printf("# %s (%s)\n", path, hw.name[0] ? hw.name : "unnamed");
-        kvs_hw_print(&hw, stdout);
+        for (int i = 0; i < n; i++) printf("# override %s = %s\n", keys[i], vals[i]);
+        printf("%-42s %-16s %-8s %s\n", "# key", "value", "unit", "source (comment in the file, file:line)");
+        kvs_hw_print(&hw, path, stdout);
     }
     return 0;
 }
@@ -139,8 +141,9 @@ int kvs_cmd_validate_hw(int argc, char **argv) {
     }
     printf("hardware %s (%s) vs measured %s\n", path, hw.name, meas);
     printf("%-44s %5s %12s %12s %8s\n", "row", "unit", "measured", "predicted", "error");
-    int bad = 0;
+    int bad = 0, n_fit = 0;
     for (size_t i = 0; i < nr; i++) {
+        n_fit += r[i].fitted;
         double e = r[i].predicted / r[i].measured - 1;
         int over = r[i].fitted && fabs(e) > tol;
         bad += over;
@@ -149,8 +152,8 @@ int kvs_cmd_validate_hw(int argc, char **argv) {
     }
     double mx, med;
     kvs_hwval_errors(r, nr, &mx, &med);
-    printf("max error %.1f%%, median error %.1f%% over %zu modelled rows; %d over %.0f%%\n", 100 * mx, 100 * med,
-           nr, bad, 100 * tol);
+    printf("max error %.1f%%, median error %.1f%% over %d modelled rows; %d over %.0f%%\n", 100 * mx, 100 * med,
+           n_fit, bad, 100 * tol);
     free(r);
     return bad ? 1 : 0;
 }
@@ -238,10 +241,15 @@ int kvs_bench_evq(int argc, char **argv) {
     long c_events = 20000000, py_events = 500000;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kvsim bench evq [--events N] [--simpy-events N]\n\n"
+            printf("usage: kvsim bench evq [--events N] [--simpy-events N] [--print-peer]\n\n"
                    "N processes each hold an exponential time and hold again (N = 1, 100, 10000),\n"
                    "in kvsim's event engine and in SimPy 2.3 (/usr/bin/python3, python3-simpy);\n"
-                   "prints events/s for both and the ratio.\n");
+                   "prints events/s for both and the ratio.  --print-peer prints the embedded\n"
+                   "SimPy program (a copy of tests/bench/simpy_mm1.py) and exits.\n");
+            return 0;
+        }
+        if (!strcmp(argv[i], "--print-peer")) {
+            fputs(simpy_src, stdout);
             return 0;
         }
         if (!strcmp(argv[i], "--events") && i + 1 < argc) {

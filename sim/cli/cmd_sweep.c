@@ -317,11 +317,10 @@ int kvs_cmd_sweep(int argc, char **argv) {
             sweep_help(stdout);
             return 0;
         }
-    int rank = 0, size = 1, inited = 0;
+    int rank = 0, size = 1;
     MPI_Init(NULL, NULL);
     MPI_Comm_rank(MPI_COMM_WORLD, &rank);
     MPI_Comm_size(MPI_COMM_WORLD, &size);
-    (void)inited;
     int rc = sweep_main(argc, argv, rank, size);
     MPI_Finalize();
     return rc;
@@ -452,10 +451,13 @@ int kvs_bench_sweep(int argc, char **argv) {
     }
     double inproc = kvs_sweep_now() - t0;
     double w1, k1, w2, k2;
+    char db2[PATH_MAX + 32];
     snprintf(db, sizeof db, "%s/j1.db", tmpl);
-    if (bench_sweep_once(sw, db, 1, &w1, &k1)) return 1;
-    snprintf(db, sizeof db, "%s/j2.db", tmpl);
-    if (bench_sweep_once(sw, db, 2, &w2, &k2)) return 1;
+    snprintf(db2, sizeof db2, "%s/j2.db", tmpl);
+    if (bench_sweep_once(sw, db, 1, &w1, &k1) || bench_sweep_once(sw, db2, 2, &w2, &k2)) {
+        kvs_sweep_free(sw);
+        return 1;
+    }
     double per_in = inproc / (double)n, per_1 = w1 / (double)n;
     printf("kvsim bench sweep: %zu tiny runs (topk, layer 0, steps %s) of %s, %d cores\n", n, steps, abs, n_cores());
     printf("  in-process (reference)   %8.1f ms/run  (%.2f runs/s)\n", 1e3 * per_in, 1.0 / per_in);

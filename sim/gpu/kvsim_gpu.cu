@@ -435,7 +435,9 @@ static int cmd_selftest(void)
     if (!gpu_present()) return 77;
     int fails = 0;
     const int shapes[][3] = {{64, 3, 2}, {128, 4, 2}, {64, 1, 1}, {128, 8, 1}};
-    for (auto &sh : shapes) {
+    for (int vi = 0; vi < 3 * 4; vi++) {
+        const int *sh = shapes[vi % 4];
+        if (kvs_cu_attn_set_variant(vi / 4)) return 1;
         CaseIn c = {};
         c.d = sh[0];
         c.G = sh[1];
@@ -462,7 +464,7 @@ static int cmd_selftest(void)
         CaseErr e;
         if (run_case(c, e)) return 1;
         char what[64];
-        snprintf(what, sizeof what, "random d=%d G=%d hkv=%d", c.d, c.G, c.hkv);
+        snprintf(what, sizeof what, "random d=%d G=%d hkv=%d variant %d", c.d, c.G, c.hkv, vi / 4);
         fails += report_case(what, e, 0);
     }
     int g = gather_selftest();
@@ -598,6 +600,8 @@ static int pick_nsplit(int nheads, int maxe, int target)
     return std::max(1, std::min(s, maxe));
 }
 
+__global__ void empty_kernel(void) {}
+
 // ---- bench: kernel speed ------------------------------------------------------------
 static int cmd_bench(const char *out_csv)
 {
@@ -638,6 +642,52 @@ static int cmd_bench(const char *out_csv)
         fprintf(csv, "d2d_copy,0,0,0,0,0,%zu,%.2f,%.1f,100\n", 2 * bytes, us, copy_GBps);
         printf("device %s, %d SMs; d2d copy %.0f GB/s (read+write)\n", prop.name, prop.multiProcessorCount, copy_GBps);
     }
+    // calibration microbenchmarks for the timing model (same run, same machine)
+    {
+        std::vector<double> ts;
+        for (int r = 0; r < 53; r++) {
+            double t0 = now_us();
+            empty_kernel<<<1, 32>>>();
+            CK(cudaDeviceSynchronize());
+            if (r >= 3) ts.push_back(now_us() - t0);
+        }
+        double one = quantile(ts, 0.5);
+        ts.clear();
+        for (int r = 0; r < 53; r++) {
+            double t0 = now_us();
+            empty_kernel<<<1, 32>>>();
+            empty_kernel<<<1, 32>>>();
+            empty_kernel<<<1, 32>>>();
+            CK(cudaDeviceSynchronize());
+            if (r >= 3) ts.push_back(now_us() - t0);
+        }
+        double three = quantile(ts, 0.5);
+        printf("calib launch+sync %.2f us; 3 launches+sync %.2f us\n", one, three);
+        fprintf(csv, "calib_launch_sync,0,0,0,0,0,0,%.2f,0,0\n", one);
+        fprintf(csv, "calib_launch3_sync,0,0,0,0,0,0,%.2f,0,0\n", three);
+        // host-thread gather of random 32 KiB pages from a pinned pool into a
+        // pinned staging buffer (the host_staged mechanism's CPU part)
+        HBuf pool, stage;
+        const size_t pool_bytes = (size_t)512 << 20, pg = 32768;
+        CK(pool.alloc(pool_bytes));
+        CK(stage.alloc((size_t)32 << 20));
+        memset(pool.p, 1, pool_bytes);
+        uint64_t rs = 9;
+        for (size_t tot : {(size_t)2 << 20, (size_t)8 << 20, (size_t)21 << 20}) {
+            const size_t n = tot / pg;
+            std::vector<size_t> src(n);
+            ts.clear();
+            for (int r = 0; r < 13; r++) {
+                for (auto &x : src) x = (rng_next(&rs) % (pool_bytes / pg)) * pg;
+                double t0 = now_us();
+                for (size_t i = 0; i < n; i++) memcpy(stage.as<char>() + i * pg, pool.as<char>() + src[i], pg);
+                if (r >= 3) ts.push_back(now_us() - t0);
+            }
+            double us = quantile(ts, 0.5);
+            printf("calib host gather %zu MiB: %.1f us = %.2f GB/s\n", tot >> 20, us, tot / us / 1e3);
+            fprintf(csv, "calib_host_gather,0,0,%zu,0,0,%zu,%.2f,%.2f,0\n", pg, tot, us, tot / us / 1e3);
+        }
+    }
     DBuf cache, qd, part, dout, de, doff;
     const size_t max_bytes = (size_t)4 * hkv * 131072 * 512;   // 2 GiB
     CK(cache.alloc(max_bytes));
@@ -649,7 +699,9 @@ static int cmd_bench(const char *out_csv)
     const Cfg cfgs[] = {{32768, 1, 16}, {32768, 8, 16}, {65536, 4, 16}, {131072, 1, 16}, {131072, 4, 16},
                         {131072, 1, 256}, {131072, 4, 64}, {131072, 4, 256}};
     printf("%-8s %-5s %-4s %-6s %10s %9s %7s\n", "ctx", "batch", "P", "nsplit", "us", "GB/s", "%copy");
-    double best_big = 0;
+    double best_big = 0, var_sum[3] = {0, 0, 0};
+    int best_variant = 0;
+    const char *vname[3] = {"direct8", "direct4", "pipelined"};
     for (const Cfg &c : cfgs) {
         const int np = c.ctx / c.P;
         const size_t blk = (size_t)4 * c.P * d;
@@ -664,9 +716,10 @@ static int cmd_bench(const char *out_csv)
             }
         if (upload(de, ent) || upload(doff, off)) return 1;
         const double bytes = (double)c.batch * hkv * c.ctx * 2 * d * 2;
-        for (int variant = 0; variant < 5; variant++) {
-            const int target = variant < 4 ? 264 << variant : 1056;   // variant 4: direct kernel
-            auto partial = variant < 4 ? kvs_cu_attn_partial : kvs_cu_attn_partial_direct;
+        for (int vi = 0; vi < 9; vi++) {
+            const int variant = vi / 3, target = 528 << (vi % 3);
+            CK(kvs_cu_attn_set_variant(variant));
+            auto partial = kvs_cu_attn_partial;
             kvs_cu_attn_shape sh = {c.batch, hkv, G, d, c.P, scale, pick_nsplit(c.batch * hkv, np, target)};
             CK(part.alloc(kvs_cu_part_floats(&sh) * 4));
             CK(dout.alloc((size_t)c.batch * hkv * G * d * 4));
@@ -682,10 +735,14 @@ static int cmd_bench(const char *out_csv)
                 if (r >= 3) ts.push_back(ms * 1e3);
             }
             double us = quantile(ts, 0.5), gbps = bytes / us / 1e3;
-            if (c.ctx * (double)c.batch >= 131072 && variant < 4) best_big = std::max(best_big, gbps);
+            if (c.ctx * (double)c.batch >= 131072 && gbps > best_big) {
+                best_big = gbps;
+                best_variant = variant;
+            }
+            if (c.ctx == 131072 && c.batch == 1 && c.P == 16) var_sum[variant] += us;
             printf("%-8d %-5d %-4d %-6d %10.1f %9.0f %6.1f%% %s\n", c.ctx, c.batch, c.P, sh.nsplit, us, gbps,
-                   100 * gbps / copy_GBps, variant < 4 ? "pipelined" : "direct");
-            fprintf(csv, "%s,%d,%d,%d,%d,%ld,%.0f,%.2f,%.1f,%.1f\n", variant < 4 ? "full_attn" : "full_attn_direct",
+                   100 * gbps / copy_GBps, vname[variant]);
+            fprintf(csv, "full_attn_%s,%d,%d,%d,%d,%ld,%.0f,%.2f,%.1f,%.1f\n", vname[variant],
                     c.ctx, c.batch, c.P, sh.nsplit,
                     (long)c.ctx * c.batch, bytes, us, gbps, 100 * gbps / copy_GBps);
         }
@@ -693,6 +750,13 @@ static int cmd_bench(const char *out_csv)
     printf("best full-attention bandwidth at >= 128k tokens: %.0f GB/s = %.1f%% of the measured copy rate, "
            "%.1f%% of 4300 GB/s\n", best_big, 100 * best_big / copy_GBps, 100 * best_big / 4300);
     fprintf(csv, "full_attn_best,131072,0,0,0,0,0,0,%.1f,%.1f\n", best_big, 100 * best_big / copy_GBps);
+    // variant for the decode steps: the fastest at ctx 128k, batch 1
+    int step_variant = 0;
+    for (int v = 1; v < 3; v++)
+        if (var_sum[v] < var_sum[step_variant]) step_variant = v;
+    printf("best_variant %d (%s) at 128k x 4; step_variant %d (%s) at 128k x 1\n", best_variant,
+           vname[best_variant], step_variant, vname[step_variant]);
+    CK(kvs_cu_attn_set_variant(0));
 
     // Top-K selection (oracle: logits over all keys, softmax, group sum, radix select)
     for (int ctx : {32768, 131072}) {
@@ -894,6 +958,12 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
 static int cmd_fidelity(const char *out_csv, int quick)
 {
     if (!gpu_present()) return 77;
+    const char *ev = getenv("KVSIM_GPU_VARIANT");
+    if (ev && kvs_cu_attn_set_variant(atoi(ev))) {
+        fprintf(stderr, "kvsim-gpu: KVSIM_GPU_VARIANT=%s: unknown variant\n", ev);
+        return 1;
+    }
+    printf("attention variant %d\n", ev ? atoi(ev) : 0);
     FILE *csv = fopen(out_csv, "w");
     if (!csv) {
         fprintf(stderr, "kvsim-gpu: %s: cannot write\n", out_csv);
