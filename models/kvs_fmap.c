@@ -166,18 +166,6 @@ static double dotd(const float *a, const float *b, int d) {
     return s;
 }
 
-/* ---- favor ----------------------------------------------------------------- */
-/* a_i = omega_i . x - |x|^2/2 with x = sqrt(scale) * z; returns max_i a_i */
-static double favor_logits(const kvs_fmap *f, const float *z, double *a) {
-    int d = f->d;
-    double nx2 = (double)f->scale * dotd(z, z, d), mx = -INFINITY;
-    for (int i = 0; i < f->feat; i++) {
-        a[i] = (double)f->sqrt_scale * dotd(f->omega + (size_t)i * (size_t)d, z, d) - 0.5 * nx2;
-        if (a[i] > mx) mx = a[i];
-    }
-    return mx;
-}
-
 /* ---- fitted (k-means) -------------------------------------------------------- */
 static int nearest(const kvs_fmap *f, const float *k) {
     int best = 0;
@@ -332,14 +320,30 @@ void kvs_fmap_fit(kvs_fmap *f, const float *k, int64_t n, float scale) {
     f->fitted = 1;
     switch (f->kind) {
     case KVS_FMAP_FAVOR: {
-        double *a = malloc(sizeof(double) * (size_t)f->feat), mx = -INFINITY;
-        assert(a);
-        for (int64_t j = 0; j < n; j++) {
-            double t = favor_logits(f, k + (size_t)j * (size_t)f->d, a);
-            if (t > mx) mx = t;
+        /* c_k = max over keys and features of omega_i.y - |y|^2/2, computed
+         * with the same sgemm path as the features (so phi_k <= m^{-1/2}) */
+        int d = f->d, m = f->feat;
+        float *proj = malloc(sizeof(float) * (size_t)KVS_FMAP_CHUNK * (size_t)m);
+        double mx = -INFINITY;
+        assert(proj);
+        for (int64_t j0 = 0; j0 < n; j0 += KVS_FMAP_CHUNK) {
+            int64_t nb = n - j0 < KVS_FMAP_CHUNK ? n - j0 : KVS_FMAP_CHUNK;
+            const float *kc = k + (size_t)j0 * (size_t)d;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)nb, m, d, 1.0f, kc, d, f->omega, d,
+                        0.0f, proj, m);
+            for (int64_t t = 0; t < nb; t++) {
+                const float *kt = kc + (size_t)t * (size_t)d;
+                float off = (float)(0.5 * (double)f->scale * dotd(kt, kt, d));
+                float bm = -INFINITY;
+                for (int i = 0; i < m; i++) {
+                    float a = f->sqrt_scale * proj[(size_t)t * (size_t)m + (size_t)i] - off;
+                    bm = a > bm ? a : bm;
+                }
+                if ((double)bm > mx) mx = (double)bm;
+            }
         }
         f->ck = n > 0 ? mx : 0.0;
-        free(a);
+        free(proj);
         break;
     }
     case KVS_FMAP_TAYLOR: fit_pca(f, k, n); break;
@@ -371,9 +375,9 @@ static void keys_chunk(const kvs_fmap *f, const float *kc, int64_t n, const int6
         float inv = (float)(1.0 / sqrt((double)f->feat));
         for (int64_t t = 0; t < n; t++) {
             const float *kt = kc + (size_t)t * (size_t)d;
-            float off = (float)(0.5 * (double)f->scale * dotd(kt, kt, d) + f->ck);
+            float off = (float)(0.5 * (double)f->scale * dotd(kt, kt, d)), ck = (float)f->ck;
             float *pt = phi + (size_t)t * (size_t)D;
-            for (int i = 0; i < f->feat; i++) pt[i] = inv * expf(f->sqrt_scale * pt[i] - off);
+            for (int i = 0; i < f->feat; i++) pt[i] = inv * expf((f->sqrt_scale * pt[i] - off) - ck);
         }
         break;
     }

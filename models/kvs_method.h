@@ -82,7 +82,8 @@ typedef struct {
     /* per query head of the group, [g] each */
     double exact_mass[64];       /* true softmax mass of tokens read exactly  */
     double est_mass[64];         /* share of the final denominator estimated  */
-    double true_resid_mass[64];  /* true mass of the unretrieved mid region   */
+    double true_resid_mass[64];  /* true mass of the unretrieved mid region
+                                    inside the summary region (see below)   */
     double entropy[64];          /* of the true attention, / log(p + 1)       */
     /* added (kernels): true mass of the unretrieved mid tokens OUTSIDE the
      * completion summary region [sinks, T0 - window) (prefill tail and

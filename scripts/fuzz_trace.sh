@@ -3,7 +3,7 @@
 # (ASan + UBSan, the library instrumented for coverage) in its own build dir
 # and fuzz the trace reader + validator for N seconds (default 60).
 #
-#   scripts/fuzz_trace.sh [SECONDS]
+#   scripts/fuzz_trace.sh [SECONDS]      (0: only re-sort the existing findings)
 #   env: KVSIM_FUZZ_BUILD (default <repo>/build-fuzz), JOBS (default 2)
 #
 # Seed corpus: small valid traces written by `kvsim trace gen` (f16/f32,
@@ -39,17 +39,21 @@ if [ -z "$(ls -A "$seeds")" ]; then
   "$k" trace cut "$root/traces/sample_synthetic.h5" -o "$seeds/d.h5" --layers 1 --steps 0:2 --context 20 --gzip 0 >/dev/null
 fi
 maxlen=$(( $(stat -c %s "$seeds"/* | sort -n | tail -1) + 1024 ))
+if [ "$secs" -gt 0 ]; then
 echo "fuzzing for ${secs}s (seeds: $(ls "$seeds" | wc -l), max_len $maxlen, artifacts in $art)"
 "$bdir/tests/fuzz_trace" -fork=1 -ignore_crashes=1 -ignore_timeouts=1 -ignore_ooms=1 \
     -max_total_time="$secs" -timeout=20 -rss_limit_mb=2048 -max_len="$maxlen" \
     -artifact_prefix="$art/" "$corpus" "$seeds" 2>&1 | grep -E "^#|INFO: fuzzed|crash|DONE" | tail -15 || true
+fi
 
 ours=0; hdf5=0
 shopt -s nullglob
 for a in "$art"/crash-* "$art"/timeout-* "$art"/oom-*; do
   out=$(timeout 120 "$bdir/tests/fuzz_trace" -timeout=10 "$a" 2>&1 || true)
-  top=$(printf '%s\n' "$out" | grep -E '^ *#[0-9]+ ' | grep -v -E 'libasan|asan_|__interceptor|__sanitizer|libc\.so|libubsan|memcpy|memmove|strlen|fuzzer::|libFuzzer|in (main|_start)|__libc_start|sigsuspend|pthread' | head -1)
-  if printf '%s\n' "$top" | grep -q -E ' in kvs_|/work/.*/(traces|sim|models)/'; then
+  top=$(printf '%s\n' "$out" | grep -E '^ *#[0-9]+ ' | grep -v -E 'libasan|asan_|__interceptor|__sanitizer|libc\.so|libubsan|memcpy|memmove|strlen|fuzzer::|libFuzzer|in (main|_start)|__libc_start|sigsuspend|pthread' | head -1 || true)
+  if ! printf '%s\n' "$out" | grep -q -E 'ERROR: |ALARM: |runtime error'; then
+    echo "NOREPRO: $(basename "$a") (does not fail when replayed alone)"
+  elif printf '%s\n' "$top" | grep -q -E ' in kvs_|/work/.*/(traces|sim|models)/'; then
     ours=$((ours+1)); echo "OURS:  $(basename "$a"): $top"
   else
     hdf5=$((hdf5+1)); echo "HDF5:  $(basename "$a"): ${top:-<no frame>}"

@@ -32,7 +32,7 @@ static const char *SCHEMA_SQL =
     "  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,"
     "  step INTEGER NOT NULL, layer INTEGER NOT NULL, head INTEGER NOT NULL,"
     "  rel_l2 REAL, cosine REAL, exact_mass REAL, est_mass REAL,"
-    "  true_resid_mass REAL, entropy REAL, tokens_exact INTEGER,"
+    "  true_resid_mass REAL, entropy REAL, tokens_exact INTEGER, dropped_mass REAL,"
     "  PRIMARY KEY(run_id, step, layer, head)) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS step_metrics("
     "  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,"
@@ -180,7 +180,7 @@ int kvs_db_run_commit(kvs_db *db, int64_t run_id, const kvs_run_rows *r, char *e
     sqlite3_stmt *sh = NULL, *ss = NULL, *sl = NULL, *sv = NULL, *su = NULL;
     if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot start the result transaction")) return -1;
     BIND_OR_FAIL(sqlite3_prepare_v2(db->h,
-        "INSERT INTO head_metrics VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1, &sh, NULL) == SQLITE_OK, "prepare head_metrics");
+        "INSERT INTO head_metrics VALUES(?,?,?,?,?,?,?,?,?,?,?,?)", -1, &sh, NULL) == SQLITE_OK, "prepare head_metrics");
     BIND_OR_FAIL(sqlite3_prepare_v2(db->h,
         "INSERT INTO step_metrics VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", -1, &ss, NULL) == SQLITE_OK, "prepare step_metrics");
     BIND_OR_FAIL(sqlite3_prepare_v2(db->h,
@@ -200,6 +200,7 @@ int kvs_db_run_commit(kvs_db *db, int64_t run_id, const kvs_run_rows *r, char *e
         sqlite3_bind_double(sh, 9, h->true_resid_mass);
         sqlite3_bind_double(sh, 10, h->entropy);
         sqlite3_bind_int64(sh, 11, h->tokens_exact);
+        sqlite3_bind_double(sh, 12, h->dropped_mass);
         BIND_OR_FAIL(step_done(sh), "cannot write head_metrics");
     }
     for (size_t i = 0; i < r->n_steps; i++) {

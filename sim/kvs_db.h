@@ -6,7 +6,7 @@
  *        ('running'|'complete'|'failed'), started_at, finished_at,
  *        kvsim_version, error)
  *   head_metrics(run_id, step, layer, head, rel_l2, cosine, exact_mass,
- *        est_mass, true_resid_mass, entropy, tokens_exact)
+ *        est_mass, true_resid_mass, entropy, tokens_exact, dropped_mass)
  *   step_metrics(run_id, step, latency_ns, bytes_hbm_read, bytes_host_to_gpu,
  *        bytes_gpu_to_host, bytes_ssd_to_host, bytes_ssd_to_gpu, bytes_meta,
  *        bytes_summary, cache_hits, cache_misses, prefetch_hits,
@@ -37,6 +37,7 @@ typedef struct {
     int32_t step, layer, head;
     double rel_l2, cosine, exact_mass, est_mass, true_resid_mass, entropy;
     int64_t tokens_exact;
+    double dropped_mass;   /* part of true_resid_mass outside the completion summary region */
 } kvs_head_row;
 
 typedef struct {

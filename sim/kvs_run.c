@@ -262,7 +262,8 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
                                           .rel_l2 = nb > 0 ? sqrt(dd / nb) : sqrt(dd),
                                           .cosine = (na > 0 && nb > 0) ? dot / sqrt(na * nb) : 1.0,
                                           .exact_mass = out.exact_mass[j], .est_mass = out.est_mass[j],
-                                          .true_resid_mass = out.true_resid_mass[j], .entropy = out.entropy[j],
+                                          .true_resid_mass = out.true_resid_mass[j] + out.dropped_mass[j],
+                                          .dropped_mass = out.dropped_mass[j], .entropy = out.entropy[j],
                                           .tokens_exact = out.tokens_exact};
                         if (head_push(&heads, &r)) FAIL("out of memory for metrics");
                         sum_rel += r.rel_l2;

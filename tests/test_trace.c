@@ -64,7 +64,7 @@ static void test_f32_to_f16_rounding(void) {
     size_t n = 0, cap = 65536 * 3 + (1u << 21);
     float *x = malloc(sizeof(float) * cap);
     for (uint32_t i = 0; i < 0x7c00; i++) {
-        double lo = kvs_f16_to_float((uint16_t)i), hi = kvs_f16_to_float((uint16_t)(i + 1));
+        double lo = (double)kvs_f16_to_float((uint16_t)i), hi = (double)kvs_f16_to_float((uint16_t)(i + 1));
         float mid = (float)((lo + hi) / 2);           /* exact in float */
         x[n++] = mid;
         x[n++] = nextafterf(mid, INFINITY);

@@ -69,7 +69,7 @@ int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu
 /* Implementations of pass 1 (same results to rounding): 0 = each lane
  * loads 8 rows of K/V straight into registers (default, fastest measured),
  * 1 = the same with 4 rows, 2 = K/V tiles staged through shared memory by
- * cp.async, 4 tiles deep.  Process-wide; returns cudaErrorInvalidValue for
+ * cp.async, 4 tiles deep, 3 = 8 rows without the 3-blocks-per-SM register cap.  Process-wide; returns cudaErrorInvalidValue for
  * an unknown variant. */
 int kvs_cu_attn_set_variant(int variant);
 /* Variants 0/1 called directly. */

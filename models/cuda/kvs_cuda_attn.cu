@@ -82,11 +82,18 @@ __global__ void __launch_bounds__(ATTN_THREADS, MINB) attn_partial_kernel(
     const int lp = __ffs(P) - 1;            // P is a power of two
     const int nrows = e1 > e0 ? (e1 - e0) << lp : 0;
 
-    // the U rows t0..t0+U-1 lie in one entry (t0 % U == 0, P % U == 0)
-    for (int t0 = rg * U; t0 < nrows; t0 += NRG * U) {
+    // The U rows t0..t0+U-1 lie in one entry (t0 % U == 0, P % U == 0).
+    // The trip count is uniform over the warp (the shuffles below need every
+    // lane): tw is the warp's first row; row groups past the end mask out.
+    for (int tw = warp * RPW * U; tw < nrows; tw += NRG * U) {
+        const int t0 = tw + (lane / LPR) * U;
         uint4 kr[U], vr[U];
         bool ok[U];
-        const kvs_cu_entry e = ent[e0 + (t0 >> lp)];
+        kvs_cu_entry e;
+        e.addr = 0;
+        e.start = 0;
+        e.count = 0;
+        if (t0 < nrows) e = ent[e0 + (t0 >> lp)];
         const int r0 = t0 & (P - 1);
 #pragma unroll
         for (int u = 0; u < U; u++) {
@@ -192,6 +199,9 @@ static int launch_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_
     if (g_direct_unroll == 8 && s->page >= 8)
         attn_partial_kernel<D, G, 8, 3><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
                                                                        s->nsplit, part);
+    else if (g_direct_unroll == 9 && s->page >= 8)   // 8 rows, no register cap (2 blocks/SM)
+        attn_partial_kernel<D, G, 8, 1><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
+                                                                       s->nsplit, part);
     else
         attn_partial_kernel<D, G, 4, 1><<<grid, ATTN_THREADS, 0, st>>>(q, ent, ent_off, s->page, s->scale,
                                                                        s->nsplit, part);
@@ -215,7 +225,7 @@ static int dispatch_partial(const kvs_cu_attn_shape *s, const float *q, const kv
 
 extern "C" int kvs_cu_attn_set_variant(int v)
 {
-    if (v < 0 || v > 2) return (int)cudaErrorInvalidValue;
+    if (v < 0 || v > 3) return (int)cudaErrorInvalidValue;
     g_variant = v;
     return 0;
 }
@@ -449,7 +459,7 @@ extern "C" int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, c
 {
     if (s->nsplit < 1 || s->page < 4 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
     if (g_variant != 2) {
-        g_direct_unroll = g_variant == 1 ? 4 : 8;
+        g_direct_unroll = g_variant == 1 ? 4 : g_variant == 3 ? 9 : 8;
         return kvs_cu_attn_partial_direct(s, q, ent, ent_off, part, stream);
     }
     if (s->d == 64) return dispatch_pipe<64>(s, q, ent, ent_off, part, stream);

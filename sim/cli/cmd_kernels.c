@@ -160,7 +160,9 @@ int kvs_bench_kernels(int argc, char **argv) {
         }
     printf("  oracle step: all logits + oracle selection + metrics (reads every key: the evaluation path);\n"
            "  given-sel: exact part over anchors + a precomputed selection (+ the completion estimate),\n"
-           "  what a deployed system with a cheap selector pays.\n");
+           "  what a deployed system with a cheap selector pays (quest's given-sel excludes the page-bound\n"
+           "  scan; completion's includes recomputing phi_k of the retrieved tokens for the subtraction).\n"
+           "  Run with OPENBLAS_NUM_THREADS=1 for one-thread figures (completion uses sgemm).\n");
     free(k); free(v); free(sa); free(sb); free(q); free(o);
     return 0;
 }

@@ -5,6 +5,7 @@
 // by sim/gpu/export_trace.py and writes CSV that `kvsim-gpu-host import` puts
 // into the results database.
 //
+//   kvsim-gpu probe                    exit 0 when a CUDA GPU is usable, else 77
 //   kvsim-gpu selftest                 random inputs, every kernel vs reference
 //   kvsim-gpu check DIR [DIR...]       exported trace layers vs references/o_ref
 //   kvsim-gpu bench OUT.csv            kernel speed (HBM bandwidth, Top-K, completion)
@@ -435,7 +436,7 @@ static int cmd_selftest(void)
     if (!gpu_present()) return 77;
     int fails = 0;
     const int shapes[][3] = {{64, 3, 2}, {128, 4, 2}, {64, 1, 1}, {128, 8, 1}};
-    for (int vi = 0; vi < 3 * 4; vi++) {
+    for (int vi = 0; vi < 4 * 4; vi++) {
         const int *sh = shapes[vi % 4];
         if (kvs_cu_attn_set_variant(vi / 4)) return 1;
         CaseIn c = {};
@@ -699,9 +700,9 @@ static int cmd_bench(const char *out_csv)
     const Cfg cfgs[] = {{32768, 1, 16}, {32768, 8, 16}, {65536, 4, 16}, {131072, 1, 16}, {131072, 4, 16},
                         {131072, 1, 256}, {131072, 4, 64}, {131072, 4, 256}};
     printf("%-8s %-5s %-4s %-6s %10s %9s %7s\n", "ctx", "batch", "P", "nsplit", "us", "GB/s", "%copy");
-    double best_big = 0, var_sum[3] = {0, 0, 0};
+    double best_big = 0, var_sum[4] = {0, 0, 0, 0};
     int best_variant = 0;
-    const char *vname[3] = {"direct8", "direct4", "pipelined"};
+    const char *vname[4] = {"direct8", "direct4", "pipelined", "direct8nocap"};
     for (const Cfg &c : cfgs) {
         const int np = c.ctx / c.P;
         const size_t blk = (size_t)4 * c.P * d;
@@ -716,7 +717,7 @@ static int cmd_bench(const char *out_csv)
             }
         if (upload(de, ent) || upload(doff, off)) return 1;
         const double bytes = (double)c.batch * hkv * c.ctx * 2 * d * 2;
-        for (int vi = 0; vi < 9; vi++) {
+        for (int vi = 0; vi < 12; vi++) {
             const int variant = vi / 3, target = 528 << (vi % 3);
             CK(kvs_cu_attn_set_variant(variant));
             auto partial = kvs_cu_attn_partial;
@@ -752,7 +753,7 @@ static int cmd_bench(const char *out_csv)
     fprintf(csv, "full_attn_best,131072,0,0,0,0,0,0,%.1f,%.1f\n", best_big, 100 * best_big / copy_GBps);
     // variant for the decode steps: the fastest at ctx 128k, batch 1
     int step_variant = 0;
-    for (int v = 1; v < 3; v++)
+    for (int v = 1; v < 4; v++)
         if (var_sum[v] < var_sum[step_variant]) step_variant = v;
     printf("best_variant %d (%s) at 128k x 4; step_variant %d (%s) at 128k x 1\n", best_variant,
            vname[best_variant], step_variant, vname[step_variant]);
@@ -829,7 +830,11 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
     int npg = full ? 0 : std::max(1, (int)((B - sinks - window) / P));
     const int pg_lo = (sinks + P - 1) / P, pg_hi = (ctx - window) / P;   // pages wholly in the mid region
     npg = std::min(npg, pg_hi - pg_lo);
-    const int NSETS = 8;
+    // Selection sets rotate over the repetitions; enough of them that their
+    // pages total >= 256 MiB, so that neither the GPU's L2 (60 MB) nor the
+    // host's caches hold a set from one repetition to the next.
+    const double set_bytes = (double)hkv * (full ? ctx : sinks + window + (double)npg * P) * 4 * d;
+    const int NSETS = (int)std::max(8.0, std::min(256.0, std::ceil(268435456.0 / set_bytes)));
     // per set: entries (anchors resident + retrieved), fetch lists
     std::vector<DBuf> dent(NSETS), doff(NSETS), dsub(NSETS), dsoff(NSETS), dsrc(NSETS), ddst(NSETS);
     std::vector<std::vector<uint64_t>> hsrc(NSETS);   // host pool byte offsets of fetched pages
@@ -840,7 +845,7 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
         std::vector<kvs_cu_entry> ent, sub;
         std::vector<int32_t> off(1, 0), soff(1, 0);
         std::vector<uint64_t> src, dst;
-        uint64_t rs = 1000003ull * (sI + 1) + 7919ull * P + (uint64_t)(c.frac * 1e6);
+        uint64_t rs = 1000003ull * (sI + 1) + 7919ull * P + (uint64_t)(c.frac * 1e6) + (c.host ? 17 : 0);
         int slot = 0;
         for (int h = 0; h < hkv; h++) {
             const uint64_t base = (uint64_t)g.cache.p + (uint64_t)h * np * blk;
@@ -882,7 +887,11 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
             upload(dsrc[sI], src) || upload(ddst[sI], dst))
             return -1;
     }
-    kvs_cu_attn_shape sh = {1, hkv, g.G, d, P, g.scale, pick_nsplit(hkv, maxe, 1056)};
+    // splits: enough blocks to fill the GPU, but >= 128 row slots each so
+    // that small token sets are not spread over many nearly empty blocks
+    // (each split costs a partial state and a share of the combine)
+    const int by_rows = std::max(1, (maxe * P + 127) / 128);
+    kvs_cu_attn_shape sh = {1, hkv, g.G, d, P, g.scale, std::min(pick_nsplit(hkv, maxe, 1056), by_rows)};
     DBuf part, dout, dest;
     CK(part.alloc(kvs_cu_part_floats(&sh) * 4));
     CK(dout.alloc((size_t)hkv * g.G * d * 4));
@@ -1018,14 +1027,15 @@ static int cmd_fidelity(const char *out_csv, int quick)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: kvsim-gpu selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
+        fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
         return 2;
     }
     std::string cmd = argv[1];
+    if (cmd == "probe") return gpu_present() ? 0 : 77;
     if (cmd == "selftest") return cmd_selftest();
     if (cmd == "check" && argc >= 3) return cmd_check(argc - 2, argv + 2, 0.01, 0.04);
     if (cmd == "bench" && argc == 3) return cmd_bench(argv[2]);
     if (cmd == "fidelity" && argc >= 3) return cmd_fidelity(argv[2], argc > 3 && !strcmp(argv[3], "quick"));
-    fprintf(stderr, "usage: kvsim-gpu selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
+    fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
     return 2;
 }

@@ -1,4 +1,4 @@
-// gpu_ref.cpp — double-precision references (contract: gpu_ref.h).
+// gpu_ref.cu — host-only C++ (no device code), double-precision references (contract: gpu_ref.h).
 #include "gpu_ref.h"
 #include <algorithm>
 #include <cmath>
