@@ -9,6 +9,13 @@
 #   EXPORTDIR  trace exports made here by sim/gpu/export_trace.py
 #              (default build-gpu/export; carried with the call)
 # Output: OUTDIR/gpu_log.txt, OUTDIR/bench.csv, OUTDIR/measured.csv.
+#
+# Before the device call, here (h5py needs Debian's python):
+#   for t in pandas_0:"0 5" sklearn_1:3 matplotlib_2:1; do
+#     /usr/bin/python3 sim/gpu/export_trace.py ../shared/traces/${t%%:*}.h5 build-gpu/export/${t%%:*} ${t#*:}; done
+# then run this script with carry = ["build-gpu/export"]; afterwards, here:
+#   kvsim-gpu-host predict OUT/measured.csv reports/fidelity/predicted.csv --calib OUT/bench.csv
+#   kvsim-gpu-host import OUT/measured.csv results.db reports/fidelity/predicted.csv
 # SKIP_CHECKS=1 leaves out the selftest and trace check (a timing-only rerun
 # of unchanged kernels).  Every step runs under `timeout` (T_SELFTEST, T_CHECK, T_BENCH, T_FIDELITY
 # seconds) so that a hung kernel cannot eat the device lease.

@@ -2,6 +2,15 @@
 #include "kvs_oref.h"
 #include <assert.h>
 #include <math.h>
+#if defined(__AVX__)
+#include <immintrin.h>
+#endif
+
+#if defined(__AVX__) && defined(__FMA__)
+#define MADD(a, b, c) _mm256_fmadd_pd((a), (b), (c))
+#elif defined(__AVX__)
+#define MADD(a, b, c) _mm256_add_pd(_mm256_mul_pd((a), (b)), (c))
+#endif
 
 void kvs_oref_row(const float *q, const float *k, const float *v, long np, int d, double scale, double *p,
                   double *out) {
@@ -9,8 +18,16 @@ void kvs_oref_row(const float *q, const float *k, const float *v, long np, int d
     double mx = -HUGE_VAL;
     for (long j = 0; j < np; j++) {
         const float *kr = k + (size_t)j * (size_t)d;
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;   /* four partial sums: exact enough, faster */
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;   /* four partial sums (lanes) */
         int i = 0;
+#if defined(__AVX__)
+        __m256d acc4 = _mm256_setzero_pd();
+        for (; i + 4 <= d; i += 4)
+            acc4 = MADD(_mm256_cvtps_pd(_mm_loadu_ps(q + i)), _mm256_cvtps_pd(_mm_loadu_ps(kr + i)), acc4);
+        double lanes[4];
+        _mm256_storeu_pd(lanes, acc4);
+        a0 = lanes[0], a1 = lanes[1], a2 = lanes[2], a3 = lanes[3];
+#endif
         for (; i + 4 <= d; i += 4) {
             a0 += (double)q[i] * (double)kr[i];
             a1 += (double)q[i + 1] * (double)kr[i + 1];
@@ -28,7 +45,13 @@ void kvs_oref_row(const float *q, const float *k, const float *v, long np, int d
     for (long j = 0; j < np; j++) {
         const float *vr = v + (size_t)j * (size_t)d;
         double w = p[j] / z;
-        for (int i = 0; i < d; i++) out[i] += w * (double)vr[i];
+        int i = 0;
+#if defined(__AVX__)
+        __m256d w4 = _mm256_set1_pd(w);
+        for (; i + 4 <= d; i += 4)
+            _mm256_storeu_pd(out + i, MADD(w4, _mm256_cvtps_pd(_mm_loadu_ps(vr + i)), _mm256_loadu_pd(out + i)));
+#endif
+        for (; i < d; i++) out[i] += w * (double)vr[i];
     }
 }
 

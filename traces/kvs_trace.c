@@ -719,7 +719,7 @@ static int w_rows(kvs_trace_writer *w, hid_t d, int is_f16, int rank, const hsiz
     hsize_t total = 1;
     for (int i = 0; i < rank; i++) total *= count[i];
     if (!total) return 0;
-    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(1, &total, NULL);
+    hid_t fs = H5Dget_space(d), ms = H5Screate_simple(rank, count, NULL);   /* selection-shaped: fast path */
     int rc = -1;
     if (fs < 0 || ms < 0 || H5Sselect_hyperslab(fs, H5S_SELECT_SET, start, NULL, count, NULL) < 0) goto out;
     if (is_f16) {

@@ -10,13 +10,17 @@
  *                    attention is kvs_gpu_kernel_ns(bytes, flops)
  *                    (sim/kvs_gpu.h); step = fetch + attention.
  *   KVS_GM_REFINED — the same fetch model, plus what the measurements showed
- *                    (reports/fidelity/FIDELITY.md): the attention kernel
- *                    reaches a fraction eta of the copy bandwidth; a step is
- *                    one launch+sync plus a launch gap per further dependent
- *                    kernel; the gather kernel is one more launch in the
- *                    chain; the completion estimate's feature-map FLOPs run
- *                    on the fp32 SIMT units, not the tensor cores; the
- *                    host-staged gather runs at the host memcpy rate.
+ *                    (reports/fidelity/FIDELITY.md): a step is one
+ *                    launch+sync plus a launch gap per further dependent
+ *                    kernel (partial, combine, estimate; the gather kernel is
+ *                    one more link of the chain, not a separate launch+sync);
+ *                    the split-K attention kernel costs one gap for its first
+ *                    wave of blocks, wave_ns for each further wave, and its
+ *                    bytes at a fraction eta of the copy bandwidth; the
+ *                    completion estimate costs est_fixed_ns plus its
+ *                    feature-map FLOPs (phi_k of every retrieved token,
+ *                    R (d + g) multiply-adds) at est_flops_per_s on the fp32
+ *                    SIMT units.
  * Pure functions of their inputs; no errors (inputs come from kvsim-gpu's
  * CSV, checked by the caller). */
 #ifndef KVS_GPU_MODEL_H
@@ -35,6 +39,7 @@ typedef struct {
     double bytes_hbm;          /* attention's HBM bytes (K, V, summary)     */
     double tokens;             /* tokens read exactly, all KV heads         */
     int head_dim, group, features, kv_heads;
+    int nsplit;                /* splits per (sequence, KV head) the kernel used */
 } kvs_gm_work;
 
 /* Extra parameters of the refined model (kvs_gm_defaults: H200 values from
@@ -42,8 +47,10 @@ typedef struct {
 typedef struct {
     double attn_bw_eff;        /* eta: attention kernel bytes/s over hbm_bw  */
     double launch_gap_ns;      /* each further kernel of a dependent chain   */
-    double fp32_flops_per_s;   /* SIMT fp32 rate for the feature maps        */
-    double kernel_min_ns;      /* floor of one small kernel's duration       */
+    double wave_ns;            /* each further wave of attention blocks      */
+    int sms, blocks_per_sm;    /* resident attention blocks = sms * bps      */
+    double est_fixed_ns;       /* completion estimate kernel, fixed part     */
+    double est_flops_per_s;    /* its feature-map FLOP rate (fp32 SIMT)      */
 } kvs_gm_refine;
 
 void kvs_gm_defaults(kvs_gm_refine *r);
