@@ -15,13 +15,21 @@
  *       one run per configuration, kind 'measured', into the results
  *       database (sim/kvs_db.h); with PREDICTED.csv the predictions become
  *       run_values.
+ *   kvsim-gpu-host cpucheck DIR...
+ *       the CPU kernels (models/kvs_method.h: full, window, topk) on the
+ *       layers exported by sim/gpu/export_trace.py, against a double
+ *       reference of the same contract that kvsim-gpu's GPU check uses
+ *       (positions read exactly, outputs, the trace's o_ref): the GPU kernels
+ *       and the CPU kernels then agree through that reference (exit 0/1).
  *   kvsim-gpu-host selftest
  *       the model against hand-computed timings (exit 0/1).
  *
  * Exit: 0 ok, 1 error (message names the file), 2 usage. */
 #include "gpu_model.h"
 #include "kvs_db.h"
+#include "kvs_f16.h"
 #include "kvs_hw.h"
+#include "kvs_method.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -488,14 +496,263 @@ static int cmd_selftest(int argc, char **argv)
     return fails ? 1 : 0;
 }
 
+/* ---- cpucheck: kvs_method vs the double reference of the GPU check ---------- */
+static double ref_attn(const float *k, const float *v, int d, const float *q, float scale, const int32_t *idx,
+                       int64_t n, double *o)
+{
+    double m = -INFINITY, l = 0;
+    for (int i = 0; i < d; i++) o[i] = 0;
+    for (int64_t t = 0; t < n; t++) {
+        double a = 0;
+        for (int i = 0; i < d; i++) a += (double)q[i] * (double)k[(size_t)idx[t] * d + i];
+        m = fmax(m, a * (double)scale);
+    }
+    for (int64_t t = 0; t < n; t++) {
+        double a = 0;
+        for (int i = 0; i < d; i++) a += (double)q[i] * (double)k[(size_t)idx[t] * d + i];
+        double p = exp(a * (double)scale - m);
+        l += p;
+        for (int i = 0; i < d; i++) o[i] += p * (double)v[(size_t)idx[t] * d + i];
+    }
+    for (int i = 0; i < d; i++) o[i] /= l;
+    return l;
+}
+
+static double rel_err(const float *a, const double *b, int n)
+{
+    double num = 0, den = 0;
+    for (int i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return isfinite(num) ? sqrt(num / (den > 0 ? den : 1e-300)) : (double)INFINITY;
+}
+
+static int read_bin(const char *path, void *buf, size_t bytes)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "kvsim-gpu-host: %s: cannot open\n", path);
+        return -1;
+    }
+    size_t got = fread(buf, 1, bytes, f);
+    int extra = fgetc(f);
+    fclose(f);
+    if (got != bytes || extra != EOF) {
+        fprintf(stderr, "kvsim-gpu-host: %s: expected %zu bytes\n", path, bytes);
+        return -1;
+    }
+    return 0;
+}
+
+static const double *g_score;   /* qsort has no context argument in C11 */
+static int cmp_pos(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (g_score[x] != g_score[y]) return g_score[x] > g_score[y] ? -1 : 1;
+    return (x > y) - (x < y);
+}
+static int cmp_i32(const void *a, const void *b)
+{
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* one (layer, step, KV head): returns failures, updates the maxima */
+static int cpucheck_head(const float *k, const float *v, const float *q, const float *oref, int d, int g, int n,
+                         int T0, int p, float scale, double *emax, long *sel_diff, long *sel_total)
+{
+    int fails = 0;
+    double *ref = malloc(sizeof(double) * (size_t)d);
+    double *score = malloc(sizeof(double) * (size_t)n);
+    int32_t *all = malloc(sizeof(int32_t) * (size_t)n), *cand = malloc(sizeof(int32_t) * (size_t)n);
+    float *o = malloc(sizeof(float) * (size_t)g * d);
+    if (!ref || !score || !all || !cand || !o) abort();
+    for (int j = 0; j < n; j++) all[j] = j;
+    const long budgets[4] = {0, 0, (long)ceil(0.01 * n), (long)ceil(0.04 * n)};
+    const kvs_method_kind kinds[4] = {KVS_M_FULL, KVS_M_WINDOW, KVS_M_TOPK, KVS_M_TOPK};
+    for (int c = 0; c < 4; c++) {
+        kvs_method_opts mo;
+        kvs_method_opts_default(&mo);
+        mo.kind = kinds[c];
+        mo.budget = budgets[c];
+        kvs_method *m = kvs_method_new(&mo, d, g, n);
+        kvs_method_prepare(m, k, v, n, T0);
+        kvs_step_out out;
+        kvs_method_step(m, q, p, scale, o, &out);
+        /* the contract's exact set, computed here */
+        int64_t se, ws;
+        kvs_method_anchors(m, p, &se, &ws);
+        int64_t K = 0;
+        int32_t *want = cand;
+        int64_t nw = 0;
+        for (int64_t j = 0; j < se; j++) want[nw++] = (int32_t)j;
+        if (kinds[c] == KVS_M_TOPK && ws > se) {
+            K = budgets[c] - (se + (p + 1 - ws));
+            if (K < 0) K = 0;
+            if (K > ws - se) K = ws - se;
+            for (int j = 0; j <= p; j++) score[j] = 0;
+            for (int h = 0; h < g; h++) {
+                double mx = -INFINITY, z = 0;
+                for (int j = 0; j <= p; j++) {
+                    double a = 0;
+                    for (int i = 0; i < d; i++) a += (double)q[h * d + i] * (double)k[(size_t)j * d + i];
+                    mx = fmax(mx, a * (double)scale);
+                }
+                for (int j = 0; j <= p; j++) {
+                    double a = 0;
+                    for (int i = 0; i < d; i++) a += (double)q[h * d + i] * (double)k[(size_t)j * d + i];
+                    z += exp(a * (double)scale - mx);
+                }
+                for (int j = 0; j <= p; j++) {
+                    double a = 0;
+                    for (int i = 0; i < d; i++) a += (double)q[h * d + i] * (double)k[(size_t)j * d + i];
+                    score[j] += exp(a * (double)scale - mx) / z;
+                }
+            }
+            int32_t *mid = all + se;
+            int64_t nm = ws - se;
+            int32_t *tmp = malloc(sizeof(int32_t) * (size_t)nm);
+            if (!tmp) abort();
+            memcpy(tmp, mid, sizeof(int32_t) * (size_t)nm);
+            g_score = score;
+            qsort(tmp, (size_t)nm, sizeof(int32_t), cmp_pos);
+            qsort(tmp, (size_t)K, sizeof(int32_t), cmp_i32);
+            double kth = K ? INFINITY : 0;
+            for (int64_t t = 0; t < K; t++) kth = fmin(kth, score[tmp[t]]);
+            /* kvs_method's retrieved positions vs the reference's */
+            int64_t a = 0, b = 0, diff = 0;
+            const int32_t *got = out.idx + se;
+            int64_t ngot = out.n_idx - se - (p + 1 - ws);
+            while (a < ngot && b < K) {
+                if (got[a] == tmp[b]) { a++; b++; }
+                else if (got[a] < tmp[b]) {
+                    if (score[got[a]] < kth * (1 - 1e-5)) fails++;   /* not a near tie */
+                    a++; diff++;
+                } else b++;
+            }
+            for (; a < ngot; a++, diff++)
+                if (score[got[a]] < kth * (1 - 1e-5)) fails++;
+            *sel_diff += diff;
+            *sel_total += K;
+            if (ngot != K) fails++;
+            for (int64_t t = 0; t < K; t++) want[nw++] = tmp[t];
+            free(tmp);
+        } else if (kinds[c] == KVS_M_FULL) {
+            for (int64_t j = se; j < ws; j++) want[nw++] = (int32_t)j;
+        }
+        for (int64_t j = ws; j <= p; j++) want[nw++] = (int32_t)j;
+        if (kinds[c] != KVS_M_TOPK && (out.n_idx != nw || memcmp(out.idx, want, sizeof(int32_t) * (size_t)nw)))
+            fails++;
+        /* outputs: the double reference over kvs_method's own exact set */
+        for (int h = 0; h < g; h++) {
+            ref_attn(k, v, d, q + (size_t)h * d, scale, out.idx, out.n_idx, ref);
+            double e = rel_err(o + (size_t)h * d, ref, d);
+            emax[c] = fmax(emax[c], e);
+            if (e > 1e-4) fails++;
+            if (c == 0 && oref) {
+                double od[512];
+                for (int i = 0; i < d && i < 512; i++) od[i] = (double)oref[(size_t)h * d + i];
+                double e2 = rel_err(o + (size_t)h * d, od, d);
+                emax[4] = fmax(emax[4], e2);
+                if (e2 > 2e-3) fails++;
+            }
+        }
+        kvs_method_free(m);
+    }
+    free(ref);
+    free(score);
+    free(all);
+    free(cand);
+    free(o);
+    return fails;
+}
+
+static int cmd_cpucheck(int argc, char **argv)
+{
+    if (argc < 3) return 2;
+    int fails = 0;
+    for (int a = 2; a < argc; a++) {
+        char path[4096], key[64], val[256];
+        snprintf(path, sizeof path, "%s/meta.txt", argv[a]);
+        FILE *f = fopen(path, "r");
+        if (!f) {
+            fprintf(stderr, "kvsim-gpu-host: %s: cannot open\n", path);
+            return 1;
+        }
+        int h = 0, hkv = 0, d = 0, T0 = 0, S = 0, has_oref = 0, layers[64], nl = 0;
+        float scale = 0;
+        while (fscanf(f, "%63s %255s", key, val) == 2) {
+            if (!strcmp(key, "h")) h = atoi(val);
+            else if (!strcmp(key, "hkv")) hkv = atoi(val);
+            else if (!strcmp(key, "d")) d = atoi(val);
+            else if (!strcmp(key, "T0")) T0 = atoi(val);
+            else if (!strcmp(key, "S")) S = atoi(val);
+            else if (!strcmp(key, "scale")) scale = (float)atof(val);
+            else if (!strcmp(key, "oref")) has_oref = atoi(val);
+            else if (!strcmp(key, "layer") && nl < 64) layers[nl++] = atoi(val);
+        }
+        fclose(f);
+        if (h <= 0 || hkv <= 0 || h % hkv || d <= 0 || d > 512 || T0 <= 0 || S <= 0 || !(scale > 0)) {
+            fprintf(stderr, "kvsim-gpu-host: %s: bad geometry\n", path);
+            return 1;
+        }
+        const int g = h / hkv, n = T0 + S;
+        const size_t kvn = (size_t)hkv * n * d;
+        uint16_t *k16 = malloc(kvn * 2), *v16 = malloc(kvn * 2);
+        float *k = malloc(kvn * 4), *v = malloc(kvn * 4), *q = malloc((size_t)S * h * d * 4),
+              *o = malloc((size_t)S * h * d * 4);
+        if (!k16 || !v16 || !k || !v || !q || !o) abort();
+        for (int li = 0; li < nl; li++) {
+            char pk[4200], pv[4200], pq[4200], po[4200];
+            snprintf(pk, sizeof pk, "%s/L%d_k.f16", argv[a], layers[li]);
+            snprintf(pv, sizeof pv, "%s/L%d_v.f16", argv[a], layers[li]);
+            snprintf(pq, sizeof pq, "%s/L%d_q.f32", argv[a], layers[li]);
+            snprintf(po, sizeof po, "%s/L%d_oref.f32", argv[a], layers[li]);
+            if (read_bin(pk, k16, kvn * 2) || read_bin(pv, v16, kvn * 2) || read_bin(pq, q, (size_t)S * h * d * 4) ||
+                read_bin(po, o, (size_t)S * h * d * 4)) {
+                fails = 1;
+                break;
+            }
+            kvs_f16_to_f32(k16, k, kvn);
+            kvs_f16_to_f32(v16, v, kvn);
+            const int steps[3] = {0, S / 2, S - 1};
+            for (int si = 0; si < 3; si++) {
+                double emax[5] = {0, 0, 0, 0, 0};
+                long sd = 0, stot = 0;
+                int fl = 0;
+                for (int kh = 0; kh < hkv; kh++) {
+                    const size_t off = (size_t)kh * n * d;
+                    const size_t qo = ((size_t)steps[si] * h + (size_t)kh * g) * d;
+                    fl += cpucheck_head(k + off, v + off, q + qo, has_oref ? o + qo : NULL, d, g, n, T0,
+                                        T0 + steps[si], scale, emax, &sd, &stot);
+                }
+                printf("%s L%d step %3d  full %.2e o_ref %.2e window %.2e topk1%% %.2e topk4%% %.2e  "
+                       "select %ld/%ld differ  %s\n", argv[a], layers[li], steps[si], emax[0], emax[4], emax[1],
+                       emax[2], emax[3], sd, stot, fl ? "FAIL" : "ok");
+                fails += fl != 0;
+            }
+        }
+        free(k16);
+        free(v16);
+        free(k);
+        free(v);
+        free(q);
+        free(o);
+    }
+    printf("cpucheck: %s\n", fails ? "FAILED" : "all ok");
+    return fails ? 1 : 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc = 2;
     if (argc >= 2 && !strcmp(argv[1], "predict")) rc = cmd_predict(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "import")) rc = cmd_import(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "selftest")) rc = cmd_selftest(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "cpucheck")) rc = cmd_cpucheck(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: kvsim-gpu-host predict MEASURED.csv OUT.csv [--hw CFG] [--calib BENCH.csv] "
-                        "[--set k=v]... | import MEASURED.csv DB [PREDICTED.csv] | selftest [CFG]\n");
+                        "[--set k=v]... | import MEASURED.csv DB [PREDICTED.csv] | cpucheck DIR... | selftest [CFG]\n");
     return rc;
 }
