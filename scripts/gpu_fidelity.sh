@@ -26,7 +26,7 @@ EXP=${2:-build-gpu/export}
 mkdir -p "$OUTD"
 NVCC=$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)
 BIN=build-gpu-dev
-mkdir -p $BIN
+mkdir -p $BIN && rm -f $BIN/*.o $BIN/kvsim-gpu
 log="$OUTD/gpu_log.txt"
 : >"$log"
 say() { echo "== $*" | tee -a "$log"; }
