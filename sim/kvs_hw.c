@@ -47,6 +47,14 @@ static const key_def keys[] = {
     {"gpu.hbm_bw_bytes_per_s", T_DBL, OFF(gpu.hbm_bw_bytes_per_s), 1, 0, BIG, 1, NULL, "B/s", 0},
     {"gpu.flops_per_s", T_DBL, OFF(gpu.flops_per_s), 1, 0, BIG, 1, NULL, "FLOP/s", 0},
     {"gpu.launch_ns", T_DBL, OFF(gpu.launch_ns), 1, 0, BIG, 0, NULL, "ns", 0},
+    /* attention chain (optional; defaults = the plain roofline of before) */
+    {"gpu.launch_gap_ns", T_DBL, OFF(gpu.launch_gap_ns), 0, 0, BIG, 0, NULL, "ns", 0},
+    {"gpu.attn_bw_efficiency", T_DBL, OFF(gpu.attn_bw_efficiency), 0, 0, 1, 1, NULL, "", 1},
+    {"gpu.attn_wave_ns", T_DBL, OFF(gpu.attn_wave_ns), 0, 0, BIG, 0, NULL, "ns", 0},
+    {"gpu.attn_blocks_per_sm", T_INT, OFF(gpu.attn_blocks_per_sm), 0, 1, 1024, 0, NULL, "blocks", 1},
+    {"gpu.sm_count", T_INT, OFF(gpu.sm_count), 0, 1, 1e6, 0, NULL, "SMs", 132},
+    {"gpu.simt_flops_per_s", T_DBL, OFF(gpu.simt_flops_per_s), 0, 0, BIG, 0, NULL, "FLOP/s", 0},
+    {"gpu.estimate_fixed_ns", T_DBL, OFF(gpu.estimate_fixed_ns), 0, 0, BIG, 0, NULL, "ns", 0},
     {"host.capacity_bytes", T_DBL, OFF(host.capacity_bytes), 1, 0, BIG, 1, NULL, "B", 0},
     {"host.gather_bw_bytes_per_s", T_DBL, OFF(host.gather_bw_bytes_per_s), 1, 0, BIG, 1, NULL, "B/s", 0},
     {"ssd.capacity_bytes", T_DBL, OFF(ssd.capacity_bytes), 1, 0, BIG, 0, NULL, "B", 0},
@@ -106,8 +114,10 @@ static int check_num(const key_def *k, double v, const char *where, char *err, s
         return -1;
     }
     if ((k->lo_open && !(v > k->lo)) || (!k->lo_open && v < k->lo) || v > k->hi) {
-        if (k->lo_open && k->lo == 0)
+        if (k->lo_open && k->lo == 0 && k->hi == BIG)
             seterr(err, errlen, "%s%s must be > 0 (got %g)", where, k->key, v);
+        else if (k->lo_open)
+            seterr(err, errlen, "%s%s must be in (%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
         else
             seterr(err, errlen, "%s%s must be in [%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
         return -1;

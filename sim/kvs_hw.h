@@ -3,7 +3,9 @@
  *
  * Contract: kvs_hw_load() parses FILE strictly: every key must be known
  * (an unknown one is "FILE:LINE: unknown key 'x' in links.host_to_gpu"),
- * hardware keys are required, policy keys have documented defaults, numbers
+ * hardware keys are required except the attention-chain keys of gpu
+ * (launch_gap_ns, attn_*, sm_count, simt_flops_per_s, estimate_fixed_ns),
+ * which, like the policy keys, have documented defaults, numbers
  * must be finite and in range (bandwidths > 0, latencies >= 0), enums must be
  * one of their names.  Then n overrides (dotted key = value strings, e.g.
  * "links.host_to_gpu.bw_bytes_per_s" = "32e9") are applied with the same
@@ -39,6 +41,15 @@ typedef struct {
     char name[64];
     struct {
         double hbm_capacity_bytes, hbm_bw_bytes_per_s, flops_per_s, launch_ns;
+        /* decode attention as a chain of kernels (kvs_gpu_attn_ns; optional,
+         * the defaults give the plain roofline of before) */
+        double launch_gap_ns;          /* each further kernel of a dependent chain */
+        double attn_bw_efficiency;     /* attention kernel's bytes/s over hbm_bw, (0, 1] */
+        double attn_wave_ns;           /* each further wave of attention blocks */
+        int attn_blocks_per_sm;        /* resident attention blocks per SM */
+        int sm_count;                  /* streaming multiprocessors */
+        double simt_flops_per_s;       /* fp32 SIMT rate of the completion feature map; 0: not modelled */
+        double estimate_fixed_ns;      /* completion estimate kernel, fixed part */
     } gpu;
     struct {
         double capacity_bytes, gather_bw_bytes_per_s;
@@ -76,7 +87,7 @@ char *kvs_hw_json(const kvs_hw *hw);
 /* Prints every key, value and unit, one a line (for `kvsim hw`); with the
  * config's path, also where each value was set (file:line) and the comment
  * on that line (the presets give the source of each figure there);
- * "(default)" for a policy key the file does not set. */
+ * "(default)" for an optional key the file does not set. */
 int kvs_hw_print(const kvs_hw *hw, const char *path, FILE *f);
 
 const char *kvs_place_name(kvs_place p);

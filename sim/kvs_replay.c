@@ -41,6 +41,7 @@ typedef struct rp {
     int64_t n_pg;               /* pages per (layer, head): ceil(n_ctx / pt) */
     kvs_evq *q;
     kvs_xfer x;
+    kvs_hw hw_chain;            /* *hw with the gather kernel as a link of the attention chain */
     kvs_cache *cache;
     pf_slot *pf;                /* [Lt] */
     uint32_t *pf_gen, *pf_used; /* [Lt·Ht·n_pg]: generation that prefetched / used a page */
@@ -51,6 +52,9 @@ typedef struct rp {
     int s, l, waiting;
     int64_t t_step0, t_sel_done;
     double tokens;              /* summed over heads, one sequence */
+    int64_t max_pages;          /* largest page count of a head (attention splits) */
+    double summ;                /* completion summary bytes read (× batch), 0 otherwise */
+    int features;               /* completion: feature count derived from the summary */
     group *dem, *need_pf, *issued_pf;
     kvs_step_row *rows;
     /* scratch for prefetch issue */
@@ -136,13 +140,18 @@ static void ssd_staged_done(void *ctx, int64_t arg) {
 }
 
 /* Issues the fetch of n_host host pages and n_ssd SSD pages (per sequence)
- * into group g, counting bytes on the current step's row. */
-static void fetch(rp *r, int64_t n_host, int64_t n_ssd, group *g) {
+ * into group g, counting bytes on the current step's row; chained: a demand
+ * fetch that the attention waits for. */
+static void fetch(rp *r, int64_t n_host, int64_t n_ssd, group *g, int chained) {
     kvs_step_row *row = &r->rows[r->s];
     int64_t b = r->batch;
     if (n_host > 0) {
         g->pending++;
+        /* a demand gather kernel feeds the attention directly: one more link
+         * of its kernel chain (launch_gap_ns), not a launch of its own */
+        if (chained) r->x.hw = &r->hw_chain;
         kvs_xfer_pages_to_gpu(&r->x, r->hw->policy.mechanism, n_host * b, r->pb, group_done, g, 0);
+        r->x.hw = r->hw;
         row->bytes_host_to_gpu += (int64_t)llround((double)(n_host * b) * r->pb);
     }
     if (n_ssd > 0) {
@@ -188,7 +197,7 @@ static void issue_prefetch(rp *r, int s2, int l2) {
             else n_host++;
         }
     }
-    fetch(r, n_host, n_ssd, ps->g);
+    fetch(r, n_host, n_ssd, ps->g, 0);
     r->issued_pf = ps->g;
 }
 
@@ -230,13 +239,23 @@ static void check_ready(rp *r) {
     int64_t now = kvs_evq_now(r->q);
     row->stall_ns += now - r->t_sel_done;
     double kv_bytes = r->tokens * 2.0 * r->hd * r->eb * r->batch;
-    double flops = r->tokens * 4.0 * r->hd * r->gq * r->batch;
-    int64_t t_attn = kvs_gpu_kernel_ns(r->hw, kv_bytes, flops);
+    kvs_gpu_attn a = {.problems = r->Ht * r->batch,
+                      .entries = r->max_pages,
+                      .rows = r->max_pages * r->pt,
+                      .bytes = kv_bytes + r->summ,
+                      .flops = r->tokens * 4.0 * r->hd * r->gq * r->batch,
+                      .completion = r->summ > 0,
+                      .tokens = r->tokens * r->batch,
+                      .features = r->features,
+                      .head_dim = r->hd,
+                      .group = r->gq,
+                      .nsplit = 0};
+    int64_t t_attn = kvs_gpu_attn_ns(r->hw, &a);
     double wbytes;
     int64_t t_rest = kvs_gpu_layer_rest_ns(r->hw, &r->m, r->batch, &wbytes);
     row->attn_ns += t_attn;
     row->other_ns += t_rest;
-    row->bytes_hbm_read += (int64_t)llround(kv_bytes + wbytes);
+    row->bytes_hbm_read += (int64_t)llround(kv_bytes + r->summ + wbytes);
     kvs_evq_push(r->q, now + t_attn + t_rest, layer_end, r, 0);
 }
 
@@ -250,9 +269,11 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
     int pf_on = r->hw->policy.prefetch != KVS_PREFETCH_NONE;
     int64_t n_host = 0, n_ssd = 0, pf_hits = 0;
     r->tokens = 0;
+    r->max_pages = 0;
     for (int h = 0; h < r->Ht; h++) {
         const kvs_access *e = cell(r, r->s, r->l, h);
         r->tokens += (double)e->tokens;
+        if (e->n_pages > r->max_pages) r->max_pages = e->n_pages;
         for (int32_t i = 0; i < e->n_pages; i++) {
             int32_t g = e->pages[i];
             if (is_anchor(r, g, e->p)) continue;
@@ -282,7 +303,7 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
         ps->step = -1;
     }
     r->dem = group_new(r);
-    fetch(r, n_host, n_ssd, r->dem);
+    fetch(r, n_host, n_ssd, r->dem, 1);
     r->waiting = 1;
     check_ready(r);
 }
@@ -310,21 +331,27 @@ static void layer_start(rp *r) {
         int s2 = r->l + 1 < r->Lt ? r->s : r->s + 1, l2 = r->l + 1 < r->Lt ? r->l + 1 : 0;
         if (s2 >= 1 && s2 < r->S) issue_prefetch(r, s2, l2);
     }
-    double meta = 0, summ = 0;
+    double meta = 0, summ = 0, summ_max = 0;
     for (int h = 0; h < r->Ht; h++) {
         const kvs_access *e = cell(r, r->s, r->l, h);
         meta += (double)e->meta_bytes;
         summ += (double)e->summary_bytes;
+        if ((double)e->summary_bytes > summ_max) summ_max = (double)e->summary_bytes;
     }
     meta *= r->batch;
     summ *= r->batch;
+    /* completion: the estimate kernel of the attention chain reads the
+     * summary, 4·(R·head_dim + R) bytes per KV head (models/kvs_method.h) */
+    r->summ = summ;
+    long long nf = summ > 0 ? llround(summ_max / (4.0 * (r->hd + 1))) : 0;
+    r->features = summ > 0 && nf < 1 ? 1 : (int)nf;
+    row->bytes_summary += (int64_t)llround(summ);
     int64_t t_sel = 0;
-    if (meta + summ > 0) {
-        t_sel = kvs_gpu_kernel_ns(r->hw, meta + summ, 0);
+    if (meta > 0) {
+        t_sel = kvs_gpu_kernel_ns(r->hw, meta, 0);
         row->attn_ns += t_sel;
-        row->bytes_hbm_read += (int64_t)llround(meta + summ);
+        row->bytes_hbm_read += (int64_t)llround(meta);
         row->bytes_meta += (int64_t)llround(meta);
-        row->bytes_summary += (int64_t)llround(summ);
     }
     kvs_evq_push(r->q, now + t_sel, sel_done, r, 0);
 }
@@ -461,6 +488,8 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     }
     r->q = kvs_evq_new();
     kvs_xfer_init(&r->x, r->q, hw);
+    r->hw_chain = *hw;
+    r->hw_chain.gather_kernel.launch_ns = hw->gpu.launch_gap_ns;
     r->pf = calloc((size_t)r->Lt, sizeof *r->pf);
     if (!r->pf) abort();
     for (int l = 0; l < r->Lt; l++) r->pf[l].step = -1;

@@ -1,8 +1,8 @@
 /* kvs_replay.h — timing replay of an access log through the hierarchy.
  *
  * For every decode step and target layer in order (one GPU stream):
- *   1. selection kernel: reads the layer's meta + summary bytes (roofline);
- *      skipped when both are 0;
+ *   1. selection kernel: reads the layer's meta bytes (roofline); skipped
+ *      when they are 0;
  *   2. the layer's selected pages (from the log: target layer l reads log
  *      layer floor(l·L_log/L), KV head h reads log head h % H_log) are
  *      classified: anchors (sink pages, window pages, the page being
@@ -14,9 +14,16 @@
  *      fetched: host pages by policy.mechanism, SSD pages by an SSD read at
  *      policy.ssd_queue_depth into host memory then one copy, or straight
  *      into HBM when links.ssd_to_gpu exists; fetched pages enter the cache;
- *   4. attention kernel: reads tokens·2·head_dim·kv_elem_bytes per head
- *      (roofline with 4·head_dim·group FLOPs per token), once all its pages
- *      have arrived (the wait is stall_ns);
+ *      a demand gather_kernel fetch is a link of the attention's kernel
+ *      chain: it costs gpu.launch_gap_ns, not gather_kernel.launch_ns
+ *      (prefetches keep gather_kernel.launch_ns);
+ *   4. attention, once all its pages have arrived (the wait is stall_ns):
+ *      the kernel chain of kvs_gpu_attn_ns (sim/kvs_gpu.h) over
+ *      tokens·2·head_dim·kv_elem_bytes per head with 4·head_dim·group FLOPs
+ *      per token, split over the heads' pages (entries = the largest page
+ *      count of a head); a layer with summary bytes (completion) adds the
+ *      estimate kernel, which reads the summary, with R features derived
+ *      from the summary bytes per head, 4·R·(head_dim + 1);
  *   5. the rest of the layer (weights once for the batch, 2·params FLOPs a
  *      sequence), then the next layer; after the last layer the LM head.
  *   prefetch = prev_step: when layer l starts, the pages that step s-1
