@@ -21,7 +21,7 @@ jobs=${JOBS:-2}
 command -v clang >/dev/null || { echo "fuzz_trace.sh: clang not found" >&2; exit 2; }
 
 cmake -S "$root" -B "$bdir" -DCMAKE_C_COMPILER=clang -DKVSIM_FUZZ=ON -DKVSIM_SANITIZE=ON \
-      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
+      -DCMAKE_BUILD_TYPE=RelWithDebInfo -DKVSIM_CUDA=OFF -DCMAKE_C_FLAGS="-fsanitize=fuzzer-no-link" >/dev/null
 cmake --build "$bdir" -j"$jobs" --target fuzz_trace kvsim >/dev/null
 
 export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1
