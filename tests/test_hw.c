@@ -1,5 +1,6 @@
 /* test_hw.c — the hardware model against hand-computed timings (copies,
- * fair sharing, per-request overheads, SSD queue depths, roofline) and the
+ * fair sharing, per-request overheads, SSD queue depths, roofline, the
+ * decode-attention kernel chain) and the
  * config loader's error messages; every shipped preset loads and the H200
  * preset reproduces the measured table within 10%. */
 #include "kvs_evq.h"
@@ -22,6 +23,9 @@ static kvs_hw simple_hw(void) {
     h.gpu.hbm_bw_bytes_per_s = 1e12;   /* 1000 B/ns */
     h.gpu.flops_per_s = 1e12;          /* 1000 FLOP/ns */
     h.gpu.launch_ns = 100;
+    h.gpu.attn_bw_efficiency = 1;      /* the chain keys at their defaults: plain roofline */
+    h.gpu.attn_blocks_per_sm = 1;
+    h.gpu.sm_count = 132;
     h.host.capacity_bytes = 1e12;
     h.host.gather_bw_bytes_per_s = 0.5e9;
     h.ssd.capacity_bytes = 1e12;
@@ -181,6 +185,112 @@ static void test_roofline(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "llama-3.2-3b"));
 }
 
+/* Decode attention as a kernel chain (kvs_gpu_attn_ns), by hand:
+ * launch 100 ns, HBM 1000 B/ns at efficiency 0.5 (500 B/ns), 1000 FLOP/ns,
+ * gap 50 ns, 400 ns per further wave, 4 SMs x 2 blocks = 8 resident blocks,
+ * SIMT 100 FLOP/ns, estimate fixed part 700 ns. */
+static kvs_hw chain_hw(void) {
+    kvs_hw h = simple_hw();
+    h.gpu.launch_gap_ns = 50;
+    h.gpu.attn_bw_efficiency = 0.5;
+    h.gpu.attn_wave_ns = 400;
+    h.gpu.sm_count = 4;
+    h.gpu.attn_blocks_per_sm = 2;
+    h.gpu.simt_flops_per_s = 1e11;
+    h.gpu.estimate_fixed_ns = 700;
+    return h;
+}
+
+static void test_attn_chain(void) {
+    kvs_hw h = chain_hw();
+    /* HBM-resident full attention, 8 KV heads x 1000 pages of 16 tokens:
+     * nsplit = min(ceil(8·4 / 8) = 4, 1000, ceil(16000 / 128) = 125) = 4;
+     * 32 blocks over 8 resident = 4 waves; 1e6 B at 500 B/ns = 2000 ns
+     * (> 1e6 FLOP / 1000 = 1000 ns).
+     * t = 100 + 2·50 + 3·400 + 2000 = 3400 */
+    kvs_gpu_attn a = {.problems = 8, .entries = 1000, .rows = 16000, .bytes = 1e6, .flops = 1e6};
+    CU_ASSERT_EQUAL(kvs_gpu_attn_nsplit(&h, 8, 1000, 16000), 4);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_kernels(&a), 2);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_waves(&h, &a), 4);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &a), 3400);
+    /* wave quantisation: 9 problems -> nsplit ceil(32/9) = 4, 36 blocks ->
+     * 5 waves: one more wave for 1/8 more blocks: 3400 + 400 */
+    a.problems = 9;
+    CU_ASSERT_EQUAL(kvs_gpu_attn_waves(&h, &a), 5);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &a), 3800);
+    /* a given nsplit overrides the heuristic: 8 x 1 = 8 blocks, one wave */
+    a.problems = 8;
+    a.nsplit = 1;
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &a), 100 + 100 + 2000);
+    a.nsplit = 0;
+    /* few rows: 3 entries of 16 tokens -> ceil(48/128) = 1 split, 1 wave;
+     * compute-bound: 1e7 FLOP / 1000 = 10000 ns > 2000 */
+    a.entries = 3;
+    a.rows = 48;
+    a.flops = 1e7;
+    CU_ASSERT_EQUAL(kvs_gpu_attn_nsplit(&h, 8, 3, 48), 1);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &a), 100 + 100 + 10000);
+    /* no entries at all still runs one split */
+    CU_ASSERT_EQUAL(kvs_gpu_attn_nsplit(&h, 8, 0, 0), 1);
+    /* completion: 8 heads x 10 entries of 16 -> ceil(160/128) = 2 splits,
+     * 16 blocks = 2 waves; 3 kernels; 1e5 B -> 200 ns; feature map of
+     * 1000 tokens, R 16, d 8, g 2: 1000·2·16·10 = 320000 FLOP / 100 = 3200 ns.
+     * t = 100 + 3·50 + 400 + 700 + ceil(200 + 3200) = 4750 */
+    kvs_gpu_attn c = {.problems = 8, .entries = 10, .rows = 160, .bytes = 1e5, .flops = 1e5, .completion = 1,
+                      .tokens = 1000, .features = 16, .head_dim = 8, .group = 2};
+    CU_ASSERT_EQUAL(kvs_gpu_attn_kernels(&c), 3);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_waves(&h, &c), 2);
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &c), 4750);
+    /* simt_flops_per_s = 0: no feature-map term */
+    h.gpu.simt_flops_per_s = 0;
+    CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&h, &c), 4750 - 3200);
+    /* the chain keys at their defaults give the roofline exactly */
+    kvs_hw d = simple_hw();
+    for (double bytes = 0; bytes < 5e6; bytes += 777777) {
+        kvs_gpu_attn r = {.problems = 8, .entries = 100, .rows = 1600, .bytes = bytes, .flops = 3 * bytes};
+        CU_ASSERT_EQUAL(kvs_gpu_attn_ns(&d, &r), kvs_gpu_kernel_ns(&d, bytes, 3 * bytes));
+    }
+}
+
+/* The H200 preset's chain against measured decode-attention steps
+ * (reports/fidelity/measured.csv, run 5: one Llama-3.1-8B layer, 8 KV heads,
+ * d 128, g 4, fp16 K/V at 512 B a token per head, batch 1). */
+static void test_attn_h200(void) {
+    char path[2048], err[512];
+    kvs_hw h;
+    snprintf(path, sizeof path, "%s/sim/hw/h200_pcie5.cfg", kvs_test_src());
+    CU_ASSERT_EQUAL_FATAL(kvs_hw_load(path, NULL, NULL, 0, &h, err, sizeof err), 0);
+    KVS_ASSERT_NEAR(h.gpu.launch_gap_ns, 5095, 0);
+    KVS_ASSERT_NEAR(h.gpu.attn_bw_efficiency, 0.593, 0);
+    CU_ASSERT_EQUAL(h.gpu.sm_count, 132);
+    CU_ASSERT_EQUAL(h.gpu.attn_blocks_per_sm, 2);
+    struct {
+        const char *what;
+        double tokens_per_head, summary, measured_us;
+        int64_t entries, page;
+        int completion, want_nsplit;
+    } m[] = {
+        {"full 128k, page 16", 131072, 0, 248.52, 8192, 16, 0, 132},   /* id 0 */
+        {"full 32k, page 16", 32768, 0, 108.6, 2048, 16, 0, 132},      /* id 59 */
+        {"topk 0.5%, page 16", 644, 0, 20.52, 41, 16, 0, 6},           /* id 1 */
+        {"topk 4%, page 64", 5188, 0, 35.0, 82, 64, 0, 41},            /* id 21 */
+        {"completion 1%, page 64", 1284, 1052672, 68.6, 21, 64, 1, 11} /* id 22 */
+    };
+    for (size_t i = 0; i < sizeof m / sizeof m[0]; i++) {
+        double tok = m[i].tokens_per_head * 8;
+        kvs_gpu_attn a = {.problems = 8, .entries = m[i].entries, .rows = m[i].entries * m[i].page,
+                          .bytes = tok * 512 + m[i].summary, .flops = tok * 4 * 128 * 4,
+                          .completion = m[i].completion, .tokens = tok, .features = 128, .head_dim = 128, .group = 4};
+        CU_ASSERT_EQUAL(kvs_gpu_attn_nsplit(&h, 8, a.entries, a.rows), m[i].want_nsplit);
+        double us = (double)kvs_gpu_attn_ns(&h, &a) * 1e-3;
+        double e = (us - m[i].measured_us) / m[i].measured_us;
+        if (fabs(e) > 0.10) printf("\n  %s: model %.1f us, measured %.1f us\n", m[i].what, us, m[i].measured_us);
+        CU_ASSERT(fabs(e) <= 0.10);
+        /* the old one-kernel roofline was 45-85% short on these rows */
+        CU_ASSERT((double)kvs_gpu_kernel_ns(&h, a.bytes, a.flops) * 1e-3 < 0.6 * m[i].measured_us);
+    }
+}
+
 /* ---- config errors ------------------------------------------------------- */
 
 static const char *good_cfg =
@@ -257,6 +367,38 @@ static void test_config_errors(void) {
     CU_ASSERT_EQUAL(load_sub("};\ngather", "  ssd_to_gpu = { bw_bytes_per_s = 1e9; };\n};\ngather", &h, err,
                              sizeof err, path), -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(err, "missing required key 'links.ssd_to_gpu.lat_ns'"));
+    /* the attention-chain keys: optional, defaults = the roofline of before */
+    CU_ASSERT_EQUAL(load_sub("lat_ns = 1800", "lat_ns = 1800", &h, err, sizeof err, path), 0);
+    KVS_ASSERT_NEAR(h.gpu.launch_gap_ns, 0, 0);
+    KVS_ASSERT_NEAR(h.gpu.attn_bw_efficiency, 1, 0);
+    KVS_ASSERT_NEAR(h.gpu.attn_wave_ns, 0, 0);
+    CU_ASSERT_EQUAL(h.gpu.attn_blocks_per_sm, 1);
+    CU_ASSERT_EQUAL(h.gpu.sm_count, 132);
+    KVS_ASSERT_NEAR(h.gpu.simt_flops_per_s, 0, 0);
+    KVS_ASSERT_NEAR(h.gpu.estimate_fixed_ns, 0, 0);
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; launch_gap_ns = 4000; attn_bw_efficiency = 0.6; "
+                             "sm_count = 114;", &h, err, sizeof err, path), 0);
+    KVS_ASSERT_NEAR(h.gpu.launch_gap_ns, 4000, 0);
+    KVS_ASSERT_NEAR(h.gpu.attn_bw_efficiency, 0.6, 0);
+    CU_ASSERT_EQUAL(h.gpu.sm_count, 114);
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; attn_bw_efficiency = 1.5;", &h, err, sizeof err,
+                             path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, ":1: gpu.attn_bw_efficiency must be in (0, 1] (got 1.5)"));
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; attn_bw_efficiency = 0;", &h, err, sizeof err,
+                             path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.attn_bw_efficiency must be in (0, 1] (got 0)"));
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; attn_blocks_per_sm = 0;", &h, err, sizeof err,
+                             path), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.attn_blocks_per_sm must be in [1, 1024] (got 0)"));
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; sm_count = 13.5;", &h, err, sizeof err, path),
+                    -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.sm_count must be an integer"));
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; launch_gap_ns = -1;", &h, err, sizeof err, path),
+                    -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, "gpu.launch_gap_ns must be in [0, 1e+30] (got -1)"));
+    CU_ASSERT_EQUAL(load_sub("launch_ns = 5000;", "launch_ns = 5000; attn_gap_ns = 1;", &h, err, sizeof err, path),
+                    -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(err, ":1: unknown key 'attn_gap_ns' in gpu"));
     /* missing file */
     CU_ASSERT_EQUAL(kvs_hw_load("/nonexistent/hw.cfg", NULL, NULL, 0, &h, err, sizeof err), -1);
     CU_ASSERT_STRING_EQUAL(err, "/nonexistent/hw.cfg: cannot open hardware config");
@@ -294,6 +436,9 @@ static void test_overrides_json(void) {
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "{\"gather_kernel\":{\"bw_bytes_per_s\":50000000000,\"launch_ns\":10000},\"gpu\":{"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"links\":{\"gpu_to_host\":{\"bw_bytes_per_s\":55000000000,"));
     CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"policy\":{\"anchor_sink_tokens\":16,"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"gpu\":{\"attn_blocks_per_sm\":1,\"attn_bw_efficiency\":1,\"attn_wave_ns\":0,"
+                                     "\"estimate_fixed_ns\":0,\"flops_per_s\":1e+15,"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(j, "\"launch_gap_ns\":0,\"launch_ns\":5000,\"simt_flops_per_s\":0,\"sm_count\":132}"));
     CU_ASSERT_PTR_NULL(strstr(j, "ssd_to_gpu"));
     CU_ASSERT_EQUAL(j[strlen(j) - 1], '}');
     free(j);
@@ -363,6 +508,8 @@ void kvs_test_register(void) {
     CU_add_test(s, "many small copies, gather kernel, host staged", test_small_copies);
     CU_add_test(s, "SSD at QD 1, 64 and short batches", test_ssd);
     CU_add_test(s, "roofline and model presets", test_roofline);
+    CU_add_test(s, "attention kernel chain: waves, splits, completion", test_attn_chain);
+    CU_add_test(s, "attention chain of the H200 preset vs measured steps", test_attn_h200);
     CU_add_test(s, "config errors", test_config_errors);
     CU_add_test(s, "overrides and canonical JSON", test_overrides_json);
     CU_add_test(s, "shipped presets and validate-hw", test_presets);

@@ -20,6 +20,9 @@ static kvs_hw tiny_hw(void) {
     h.gpu.hbm_bw_bytes_per_s = 1e12;
     h.gpu.flops_per_s = 1e15;
     h.gpu.launch_ns = 1000;
+    h.gpu.attn_bw_efficiency = 1;      /* attention chain keys at their defaults: */
+    h.gpu.attn_blocks_per_sm = 1;      /* one roofline kernel, no gaps            */
+    h.gpu.sm_count = 132;
     h.host.capacity_bytes = 1e9;
     h.host.gather_bw_bytes_per_s = 1e9;
     h.ssd.capacity_bytes = 1e9;
@@ -48,6 +51,8 @@ static kvs_hw tiny_hw(void) {
  * Attention: 19·32 = 608 B -> 1000 + 1 ns; 20·32 = 640 B -> 1000 + 1 ns. */
 static const kvs_geom G = {1, 1, 1, 8, 62, 2, 2};
 
+static int64_t g_summary;   /* summary bytes of every cell (completion), 0 by default */
+
 static kvs_access_log *tiny_log(int64_t meta0) {
     kvs_access_log *l = kvs_access_log_new(2, 1, 1, 4, 64);
     int32_t a[64], n = 0;
@@ -55,13 +60,13 @@ static kvs_access_log *tiny_log(int64_t meta0) {
     for (int i = 20; i < 24; i++) a[n++] = i;
     for (int i = 40; i < 44; i++) a[n++] = i;
     for (int i = 56; i <= 62; i++) a[n++] = i;
-    kvs_access_log_put(l, 0, 0, 0, 62, a, n, meta0, 0);
+    kvs_access_log_put(l, 0, 0, 0, 62, a, n, meta0, g_summary);
     n = 0;
     for (int i = 0; i < 4; i++) a[n++] = i;
     for (int i = 20; i < 24; i++) a[n++] = i;
     for (int i = 32; i < 36; i++) a[n++] = i;
     for (int i = 56; i <= 63; i++) a[n++] = i;
-    kvs_access_log_put(l, 1, 0, 0, 63, a, n, 0, 0);
+    kvs_access_log_put(l, 1, 0, 0, 63, a, n, 0, g_summary);
     return l;
 }
 
@@ -173,10 +178,12 @@ static void test_host_per_page(void) {
     CU_ASSERT_EQUAL(r.rows[0].attn_ns, 1001 + 1001);
     CU_ASSERT_EQUAL(r.rows[0].bytes_meta, 1000);
     done(&r);
-    /* zero-copy gather kernel: 500 + 256 / 0.5 = 1012 */
+    /* zero-copy gather kernel feeding the attention: a link of its kernel
+     * chain, started after gpu.launch_gap_ns (0 here), not its own 500 ns
+     * launch: 0 + 256 / 0.5 = 512 (1012 before the chain model) */
     h.policy.mechanism = KVS_MECH_GATHER_KERNEL;
     r = run(&h, NULL, 1, 0);
-    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1012);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 512);
     done(&r);
     /* host staged: 256 B at 1 B/ns, then one copy 1000 + 100 + 256 */
     h.policy.mechanism = KVS_MECH_HOST_STAGED;
@@ -189,6 +196,65 @@ static void test_host_per_page(void) {
     CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1912);
     CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1912 + 1002 + 1003);
     CU_ASSERT_EQUAL(r.rows[0].bytes_host_to_gpu, 512);
+    done(&r);
+}
+
+/* The attention kernel chain in the replay: gap 200 ns, efficiency 0.5,
+ * 1000 ns per further wave, 1 SM x 1 block, estimate 3000 ns + SIMT
+ * 1000 FLOP/ns.  Step 0: 19 tokens in 5 pages -> 1 split (ceil(5·4/128)),
+ * 608 B at 500 B/ns = 1.216 ns:
+ *   attention = 1000 + 2·200 + ceil(1.216) = 1402. */
+static void test_attn_chain(void) {
+    kvs_hw h = tiny_hw();
+    h.gpu.launch_gap_ns = 200;
+    h.gpu.attn_bw_efficiency = 0.5;
+    h.gpu.attn_wave_ns = 1000;
+    h.gpu.sm_count = 1;
+    h.gpu.attn_blocks_per_sm = 1;
+    h.gpu.simt_flops_per_s = 1e12;
+    h.gpu.estimate_fixed_ns = 3000;
+    result r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 1402);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 1456);                  /* per-page copies, unchanged */
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1456 + 1402 + 1003);
+    /* step 1: 20 tokens, 640 B -> 1.28 ns -> 1402 */
+    CU_ASSERT_EQUAL(r.rows[1].attn_ns, 1402);
+    done(&r);
+    /* demand gather kernel: one gap, then 256 B at 0.5 B/ns = 200 + 512 */
+    h.policy.mechanism = KVS_MECH_GATHER_KERNEL;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 712);
+    done(&r);
+    /* batch 4: 4 problems x 1 split on 1 resident block = 4 waves;
+     * 4·608 B = 2432 B -> 4.864 ns: 1000 + 400 + 3·1000 + 5 = 4405;
+     * the gather moves 1024 B: 200 + 2048 */
+    r = run(&h, NULL, 4, 0);
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 4405);
+    CU_ASSERT_EQUAL(r.rows[0].stall_ns, 2248);
+    done(&r);
+    /* completion: 576 summary bytes a head = 4·R·(8 + 1) -> R = 16 features;
+     * no selection kernel (no meta); 3 kernels; bytes 608 + 576 = 1184 at
+     * 500 B/ns = 2.368 ns; feature map 19·2·16·(8 + 1) = 5472 FLOP = 5.472 ns;
+     *   attention = 1000 + 3·200 + 3000 + ceil(2.368 + 5.472) = 4608 */
+    h.policy.mechanism = KVS_MECH_PER_PAGE;
+    g_summary = 576;
+    r = run(&h, NULL, 1, 0);
+    g_summary = 0;
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 4608);
+    CU_ASSERT_EQUAL(r.rows[0].latency_ns, 1456 + 4608 + 1003);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_summary, 576);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_meta, 0);
+    CU_ASSERT_EQUAL(r.rows[0].bytes_hbm_read, 608 + 576 + 2080);
+    done(&r);
+    /* the same with the chain keys at their defaults: one roofline kernel
+     * over KV + summary, 1184 B at 1000 B/ns -> 1000 + 2 */
+    h = tiny_hw();
+    g_summary = 576;
+    r = run(&h, NULL, 1, 0);
+    g_summary = 0;
+    CU_ASSERT_EQUAL(r.rows[0].attn_ns, 1002);
     done(&r);
 }
 
@@ -365,6 +431,7 @@ void kvs_test_register(void) {
     CU_add_test(s, "access log pages", test_access_log);
     CU_add_test(s, "all in HBM", test_all_hbm);
     CU_add_test(s, "host, per-page copies, mechanisms, batch", test_host_per_page);
+    CU_add_test(s, "attention kernel chain: gaps, waves, gather in the chain, completion", test_attn_chain);
     CU_add_test(s, "SSD, split, GPUDirect", test_ssd_split);
     CU_add_test(s, "LRU cache hit on the second step", test_cache_hit);
     CU_add_test(s, "prefetch hit, miss and waste", test_prefetch);
