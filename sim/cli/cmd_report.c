@@ -459,7 +459,7 @@ int kvs_cmd_report(int argc, char **argv) {
         snprintf(svg, sizeof svg, "%s/%s.svg", out, pl->name);
         snprintf(log, sizeof log, "%s/data/%s.gnuplot.log", out, pl->name);
         long rows = sql ? query_csv(h, sql, csv, series, sizeof series, &nseries, err, sizeof err) : -1;
-        if (!sql) snprintf(err, sizeof err, "%s: %s", pl->sql, strerror(errno));
+        if (!sql) snprintf(err, sizeof err, "%.400s: %.100s", pl->sql, strerror(errno));
         free(sql);
         fprintf(bf, "<section class=\"plot\" id=\"%s\">\n<h2>", pl->name);
         html_esc(bf, ttl);

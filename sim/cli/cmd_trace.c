@@ -327,7 +327,7 @@ static int trace_cut(int argc, char **argv) {
     for (int a = 0, used = 0; a < n_lay && used < (int)sizeof lay - 8; a++)
         used += snprintf(lay + used, sizeof lay - (size_t)used, "%s%ld", a ? "," : "", layers[a]);
     const char *base = strrchr(in, '/') ? strrchr(in, '/') + 1 : in;
-    snprintf(src, sizeof src, "cut: %s layers %s, positions %ld..%ld, steps %ld:%ld, o_ref recomputed (double) | %s",
+    snprintf(src, sizeof src, "cut: %.120s layers %.60s, positions %ld..%ld, steps %ld:%ld, o_ref recomputed (double) | %.200s",
              base, lay, m->position_offset + P0, m->position_offset + T0 + sb - 1, sa, sb,
              m->source[0] ? m->source : "-");
     memcpy(nm.source, src, sizeof nm.source - 1);
