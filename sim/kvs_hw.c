@@ -2,6 +2,7 @@
  * One table lists every key: its type, where it lives in kvs_hw, whether it is
  * required, its range and its unit.  Loading walks the file's tree and looks
  * every leaf up in the table, so unknown keys are caught with their line. */
+#include "kvs_err.h"
 #include "kvs_hw.h"
 #include <libconfig.h>
 #include <math.h>
@@ -80,14 +81,6 @@ static const key_def keys[] = {
 };
 #define N_KEYS (sizeof keys / sizeof keys[0])
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static const key_def *find_key(const char *k) {
     for (size_t i = 0; i < N_KEYS; i++)
@@ -110,20 +103,20 @@ static const int *ciptr(const kvs_hw *hw, const key_def *k) { return (const int 
 /* Range check of one numeric value; where = "FILE:LINE: " or "override: ". */
 static int check_num(const key_def *k, double v, const char *where, char *err, size_t errlen) {
     if (!isfinite(v)) {
-        seterr(err, errlen, "%s%s must be a finite number", where, k->key);
+        kvs_seterr(err, errlen, "%s%s must be a finite number", where, k->key);
         return -1;
     }
     if ((k->lo_open && !(v > k->lo)) || (!k->lo_open && v < k->lo) || v > k->hi) {
         if (k->lo_open && k->lo == 0 && k->hi == BIG)
-            seterr(err, errlen, "%s%s must be > 0 (got %g)", where, k->key, v);
+            kvs_seterr(err, errlen, "%s%s must be > 0 (got %g)", where, k->key, v);
         else if (k->lo_open)
-            seterr(err, errlen, "%s%s must be in (%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
+            kvs_seterr(err, errlen, "%s%s must be in (%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
         else
-            seterr(err, errlen, "%s%s must be in [%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
+            kvs_seterr(err, errlen, "%s%s must be in [%g, %g] (got %g)", where, k->key, k->lo, k->hi, v);
         return -1;
     }
     if (k->type == T_INT && v != floor(v)) {
-        seterr(err, errlen, "%s%s must be an integer (got %g)", where, k->key, v);
+        kvs_seterr(err, errlen, "%s%s must be an integer (got %g)", where, k->key, v);
         return -1;
     }
     return 0;
@@ -140,7 +133,7 @@ static int set_enum(kvs_hw *hw, const key_def *k, const char *s, const char *whe
         strncat(opts, i ? "|" : "", sizeof opts - strlen(opts) - 1);
         strncat(opts, k->names[i], sizeof opts - strlen(opts) - 1);
     }
-    seterr(err, errlen, "%s%s must be one of %s (got '%s')", where, k->key, opts, s);
+    kvs_seterr(err, errlen, "%s%s must be one of %s (got '%s')", where, k->key, opts, s);
     return -1;
 }
 
@@ -159,7 +152,7 @@ static int set_from_setting(kvs_hw *hw, const key_def *k, config_setting_t *s, c
     case T_DBL:
     case T_INT:
         if (t != CONFIG_TYPE_INT && t != CONFIG_TYPE_INT64 && t != CONFIG_TYPE_FLOAT) {
-            seterr(err, errlen, "%s%s must be a number", where, k->key);
+            kvs_seterr(err, errlen, "%s%s must be a number", where, k->key);
             return -1;
         }
         return set_number(hw, k, t == CONFIG_TYPE_FLOAT ? config_setting_get_float(s)
@@ -171,14 +164,14 @@ static int set_from_setting(kvs_hw *hw, const key_def *k, config_setting_t *s, c
                  (config_setting_get_int64(s) == 0 || config_setting_get_int64(s) == 1))
             *iptr(hw, k) = (int)config_setting_get_int64(s);
         else {
-            seterr(err, errlen, "%s%s must be true or false", where, k->key);
+            kvs_seterr(err, errlen, "%s%s must be true or false", where, k->key);
             return -1;
         }
         return 0;
     case T_ENUM:
     case T_STR:
         if (t != CONFIG_TYPE_STRING) {
-            seterr(err, errlen, "%s%s must be a string", where, k->key);
+            kvs_seterr(err, errlen, "%s%s must be a string", where, k->key);
             return -1;
         }
         if (k->type == T_ENUM) return set_enum(hw, k, config_setting_get_string(s), where, err, errlen);
@@ -191,7 +184,7 @@ static int set_from_setting(kvs_hw *hw, const key_def *k, config_setting_t *s, c
 int kvs_hw_set(kvs_hw *hw, const char *key, const char *val, char *err, size_t errlen) {
     const key_def *k = find_key(key);
     if (!k) {
-        seterr(err, errlen, "override: unknown key '%s'", key);
+        kvs_seterr(err, errlen, "override: unknown key '%s'", key);
         return -1;
     }
     if (!strncmp(key, "links.ssd_to_gpu.", 17)) hw->ssd_to_gpu.present = 1;
@@ -203,7 +196,7 @@ int kvs_hw_set(kvs_hw *hw, const char *key, const char *val, char *err, size_t e
         char *end;
         double v = strtod(val, &end);
         if (end == val || *end) {
-            seterr(err, errlen, "%s%s must be a number", where, key);
+            kvs_seterr(err, errlen, "%s%s must be a number", where, key);
             return -1;
         }
         return set_number(hw, k, v, where, err, errlen);
@@ -212,7 +205,7 @@ int kvs_hw_set(kvs_hw *hw, const char *key, const char *val, char *err, size_t e
         if (!strcmp(val, "true") || !strcmp(val, "1")) *iptr(hw, k) = 1;
         else if (!strcmp(val, "false") || !strcmp(val, "0")) *iptr(hw, k) = 0;
         else {
-            seterr(err, errlen, "%s%s must be true or false", where, key);
+            kvs_seterr(err, errlen, "%s%s must be true or false", where, key);
             return -1;
         }
         return 0;
@@ -239,13 +232,13 @@ static int walk(kvs_hw *hw, config_setting_t *g, const char *prefix, const char 
         const char *file = config_setting_source_file(s);
         snprintf(where, sizeof where, "%s:%d: ", file ? file : path, config_setting_source_line(s));
         if (!nm) {
-            seterr(err, errlen, "%sunnamed element in %s", where, *prefix ? prefix : "the top level");
+            kvs_seterr(err, errlen, "%sunnamed element in %s", where, *prefix ? prefix : "the top level");
             return -1;
         }
         snprintf(full, sizeof full, "%s%s%s", prefix, *prefix ? "." : "", nm);
         if (config_setting_is_group(s)) {
             if (!is_group(full)) {
-                seterr(err, errlen, "%sunknown key '%s' in %s", where, nm, *prefix ? prefix : "the top level");
+                kvs_seterr(err, errlen, "%sunknown key '%s' in %s", where, nm, *prefix ? prefix : "the top level");
                 return -1;
             }
             if (!strcmp(full, "links.ssd_to_gpu")) hw->ssd_to_gpu.present = 1;
@@ -254,11 +247,11 @@ static int walk(kvs_hw *hw, config_setting_t *g, const char *prefix, const char 
         }
         const key_def *k = find_key(full);
         if (!k) {
-            seterr(err, errlen, "%sunknown key '%s' in %s", where, nm, *prefix ? prefix : "the top level");
+            kvs_seterr(err, errlen, "%sunknown key '%s' in %s", where, nm, *prefix ? prefix : "the top level");
             return -1;
         }
         if (config_setting_is_aggregate(s)) {
-            seterr(err, errlen, "%s%s must be a single value, not a list or array", where, full);
+            kvs_seterr(err, errlen, "%s%s must be a single value, not a list or array", where, full);
             return -1;
         }
         if (set_from_setting(hw, k, s, where, err, errlen)) return -1;
@@ -286,7 +279,7 @@ int kvs_hw_check(const kvs_hw *hw, char *err, size_t errlen) {
         if (k->type == T_INT && check_num(k, *ciptr(hw, k), "", err, errlen)) return -1;
     }
     if (hw->policy.cache != KVS_CACHE_NONE && hw->policy.cache_capacity_bytes <= 0) {
-        seterr(err, errlen, "policy.cache = %s needs policy.cache_capacity_bytes > 0",
+        kvs_seterr(err, errlen, "policy.cache = %s needs policy.cache_capacity_bytes > 0",
                cache_names[hw->policy.cache]);
         return -1;
     }
@@ -299,7 +292,7 @@ int kvs_hw_load(const char *path, const char *const *ks, const char *const *vs, 
     set_defaults(&hw);
     FILE *f = fopen(path, "r");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open hardware config", path);
+        kvs_seterr(err, errlen, "%s: cannot open hardware config", path);
         return -1;
     }
     fclose(f);
@@ -316,7 +309,7 @@ int kvs_hw_load(const char *path, const char *const *ks, const char *const *vs, 
     }
     if (!config_read_file(&c, path)) {
         const char *ef = config_error_file(&c);
-        seterr(err, errlen, "%s:%d: %s", ef ? ef : path, config_error_line(&c), config_error_text(&c));
+        kvs_seterr(err, errlen, "%s:%d: %s", ef ? ef : path, config_error_line(&c), config_error_text(&c));
         config_destroy(&c);
         return -1;
     }
@@ -334,13 +327,13 @@ int kvs_hw_load(const char *path, const char *const *ks, const char *const *vs, 
         const key_def *k = &keys[i];
         if (seen.seen[i]) continue;
         if (k->required == 1 || (k->required == 2 && hw.ssd_to_gpu.present)) {
-            seterr(err, errlen, "%s: missing required key '%s' (%s)", path, k->key, k->unit);
+            kvs_seterr(err, errlen, "%s: missing required key '%s' (%s)", path, k->key, k->unit);
             return -1;
         }
     }
     char e2[400];
     if (kvs_hw_check(&hw, e2, sizeof e2)) {
-        seterr(err, errlen, "%s: %s", path, e2);
+        kvs_seterr(err, errlen, "%s: %s", path, e2);
         return -1;
     }
     *out = hw;

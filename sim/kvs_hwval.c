@@ -1,4 +1,5 @@
 /* kvs_hwval.c — measured-vs-model replay of hier_bench output (kvs_hwval.h). */
+#include "kvs_err.h"
 #include "kvs_hwval.h"
 #include "kvs_evq.h"
 #include "kvs_link.h"
@@ -9,13 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static void mark_done(void *ctx, int64_t arg) {
     (void)arg;
@@ -67,7 +61,7 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
                   size_t errlen) {
     FILE *f = fopen(path, "r");
     if (!f) {
-        seterr(err, errlen, "%s: cannot open measured table", path);
+        kvs_seterr(err, errlen, "%s: cannot open measured table", path);
         return -1;
     }
     rowbuf b = {0};
@@ -119,7 +113,7 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
             add(&b, w, "GB/s", a[4] * a[0] * 1e-9, (double)ios * a[0] / t, 1);
             n_meas++;
         } else {
-            seterr(err, errlen, "%s:%d: unrecognised line in measured table", path, ln);
+            kvs_seterr(err, errlen, "%s:%d: unrecognised line in measured table", path, ln);
             fclose(f);
             free(b.r);
             return -1;
@@ -127,7 +121,7 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
     }
     fclose(f);
     if (n_meas == 0) {
-        seterr(err, errlen, "%s: no measured rows found", path);
+        kvs_seterr(err, errlen, "%s: no measured rows found", path);
         free(b.r);
         return -1;
     }

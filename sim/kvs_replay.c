@@ -1,6 +1,7 @@
 /* kvs_replay.c — event-driven timing replay of an access log (kvs_replay.h).
  * One layer is active at a time on the GPU stream; transfers run on the
  * links of kvs_xfer and report to "groups" that the layer waits on. */
+#include "kvs_err.h"
 #include "kvs_replay.h"
 #include "kvs_cache.h"
 #include "kvs_evq.h"
@@ -62,13 +63,6 @@ typedef struct rp {
     int tmp_cap;
 } rp;
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int log_layer(const rp *r, int l) { return (int)((int64_t)l * r->Llog / r->Lt); }
 static const kvs_access *cell(const rp *r, int s, int l, int h) {
@@ -382,16 +376,16 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
                    kvs_value_row **values, size_t *n_values, char *err, size_t errlen) {
     char e2[400];
     if (kvs_hw_check(hw, e2, sizeof e2)) {
-        seterr(err, errlen, "hardware config: %s", e2);
+        kvs_seterr(err, errlen, "hardware config: %s", e2);
         return -1;
     }
     if (batch < 1) {
-        seterr(err, errlen, "batch must be >= 1 (got %d)", batch);
+        kvs_seterr(err, errlen, "batch must be >= 1 (got %d)", batch);
         return -1;
     }
     if (tg->n_layers < 1 || tg->n_heads < 1 || tg->n_kv_heads < 1 || tg->head_dim < 1 || tg->kv_elem_bytes < 1 ||
         tg->n_heads % tg->n_kv_heads) {
-        seterr(err, errlen, "bad trace geometry (layers %d, heads %d, kv heads %d, head_dim %d, kv bytes %d)",
+        kvs_seterr(err, errlen, "bad trace geometry (layers %d, heads %d, kv heads %d, head_dim %d, kv bytes %d)",
                tg->n_layers, tg->n_heads, tg->n_kv_heads, tg->head_dim, tg->kv_elem_bytes);
         return -1;
     }
@@ -411,7 +405,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     int64_t n_ctx;
     kvs_access_log_shape(log, &r->S, &r->Llog, &r->Hlog, &r->pt, &n_ctx);
     if (r->pt != hw->policy.page_tokens) {
-        seterr(err, errlen, "the access log's pages are %d tokens but policy.page_tokens is %d", r->pt,
+        kvs_seterr(err, errlen, "the access log's pages are %d tokens but policy.page_tokens is %d", r->pt,
                hw->policy.page_tokens);
         return -1;
     }
@@ -429,12 +423,12 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
             for (int h = 0; h < r->Ht; h++) {
                 const kvs_access *e = cell(r, s, l, h);
                 if (!e) {
-                    seterr(err, errlen, "access log has no entry for step %d, layer %d, kv head %d", s,
+                    kvs_seterr(err, errlen, "access log has no entry for step %d, layer %d, kv head %d", s,
                            log_layer(r, l), h % r->Hlog);
                     return -1;
                 }
                 if (s > 0 && e->p < cell(r, s - 1, l, h)->p) {
-                    seterr(err, errlen, "access log positions go backwards at step %d, layer %d, kv head %d", s,
+                    kvs_seterr(err, errlen, "access log positions go backwards at step %d, layer %d, kv head %d", s,
                            log_layer(r, l), h % r->Hlog);
                     return -1;
                 }
@@ -448,7 +442,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     if (hw->policy.placement == KVS_PLACE_HBM) {
         resident += kv_total;
         if (resident > hbm) {
-            seterr(err, errlen,
+            kvs_seterr(err, errlen,
                    "KV cache (%.4g B for %" PRId64 " tokens x batch %d) plus weights (%.4g B) exceed "
                    "gpu.hbm_capacity_bytes (%.4g B) with policy.placement = hbm",
                    kv_total, n_ctx, batch, weights, hbm);
@@ -461,7 +455,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
         double cachec = hw->policy.cache != KVS_CACHE_NONE ? hw->policy.cache_capacity_bytes : 0;
         resident += anchors + summaries + cachec;
         if (resident > hbm) {
-            seterr(err, errlen,
+            kvs_seterr(err, errlen,
                    "GPU-resident set exceeds gpu.hbm_capacity_bytes (%.4g B): weights %.4g + anchors %.4g + "
                    "summaries %.4g + cache %.4g B",
                    hbm, weights, anchors, summaries, cachec);
@@ -471,12 +465,12 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
                            : hw->policy.placement == KVS_PLACE_SPLIT ? hw->policy.ssd_fraction
                                                                       : 0;
         if (kv_total * (1 - ssd_share) > hw->host.capacity_bytes) {
-            seterr(err, errlen, "mid-region KV on the host (%.4g B) exceeds host.capacity_bytes (%.4g B)",
+            kvs_seterr(err, errlen, "mid-region KV on the host (%.4g B) exceeds host.capacity_bytes (%.4g B)",
                    kv_total * (1 - ssd_share), hw->host.capacity_bytes);
             return -1;
         }
         if (kv_total * ssd_share > hw->ssd.capacity_bytes) {
-            seterr(err, errlen, "mid-region KV on the SSD (%.4g B) exceeds ssd.capacity_bytes (%.4g B)",
+            kvs_seterr(err, errlen, "mid-region KV on the SSD (%.4g B) exceeds ssd.capacity_bytes (%.4g B)",
                    kv_total * ssd_share, hw->ssd.capacity_bytes);
             return -1;
         }
@@ -507,7 +501,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     kvs_evq_run(r->q, -1);
     int64_t span = kvs_evq_now(r->q);
     if (r->waiting || r->s != r->S - 1) {   /* a bug, not bad input */
-        seterr(err, errlen, "replay stopped early at step %d layer %d (internal error)", r->s, r->l);
+        kvs_seterr(err, errlen, "replay stopped early at step %d layer %d (internal error)", r->s, r->l);
         free_rp(r);
         return -1;
     }

@@ -1,4 +1,5 @@
 /* kvs_trace.c — kvtrace v1 reader and writer (contract in kvs_trace.h). */
+#include "kvs_err.h"
 #include "kvs_trace.h"
 #include "kvs_f16.h"
 #include "kvs_h5.h"
@@ -31,14 +32,6 @@ struct kvs_trace {
     size_t scratch_n;
 };
 
-static void seterr(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void seterr(char *err, size_t errlen, const char *fmt, ...) {
-    if (!err || !errlen) return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* ------------------------------------------------------------------ reader */
 
@@ -52,27 +45,27 @@ static int read_meta(kvs_trace *t, char *err, size_t errlen) {
     for (int i = 0; i < 7; i++) {
         int rc = kvs_h5_attr_int(t->file, ints[i], &iv[i], why, sizeof why);
         if (rc == 1) {
-            seterr(err, errlen, "%s: /%s: required attribute missing", p, ints[i]);
+            kvs_seterr(err, errlen, "%s: /%s: required attribute missing", p, ints[i]);
             return -1;
         }
         if (rc < 0) {
-            seterr(err, errlen, "%s: /%s: attribute must be an integer: %s", p, ints[i], why);
+            kvs_seterr(err, errlen, "%s: /%s: attribute must be an integer: %s", p, ints[i], why);
             return -1;
         }
     }
     if (iv[0] != 1) {
-        seterr(err, errlen, "%s: /kvtrace_version: unsupported version %lld (expected 1)", p, iv[0]);
+        kvs_seterr(err, errlen, "%s: /kvtrace_version: unsupported version %lld (expected 1)", p, iv[0]);
         return -1;
     }
     static const long long hi[7] = {1, KVS_MAX_LAYERS, KVS_MAX_HEADS, KVS_MAX_HEADS,
                                     KVS_MAX_HEAD_DIM, KVS_MAX_LEN, KVS_MAX_LEN};
     for (int i = 1; i < 7; i++)
         if (iv[i] < 1 || iv[i] > hi[i]) {
-            seterr(err, errlen, "%s: /%s: must be in [1, %lld], got %lld", p, ints[i], hi[i], iv[i]);
+            kvs_seterr(err, errlen, "%s: /%s: must be in [1, %lld], got %lld", p, ints[i], hi[i], iv[i]);
             return -1;
         }
     if (iv[5] + iv[6] > KVS_MAX_LEN) {
-        seterr(err, errlen, "%s: /: prefill_len + n_decode = %lld exceeds %ld", p, iv[5] + iv[6], KVS_MAX_LEN);
+        kvs_seterr(err, errlen, "%s: /: prefill_len + n_decode = %lld exceeds %ld", p, iv[5] + iv[6], KVS_MAX_LEN);
         return -1;
     }
     m->n_layers = (int)iv[1];
@@ -82,52 +75,52 @@ static int read_meta(kvs_trace *t, char *err, size_t errlen) {
     m->prefill_len = (long)iv[5];
     m->n_decode = (long)iv[6];
     if (m->n_heads % m->n_kv_heads) {
-        seterr(err, errlen, "%s: /n_kv_heads: n_heads (%d) is not a multiple of n_kv_heads (%d)", p,
+        kvs_seterr(err, errlen, "%s: /n_kv_heads: n_heads (%d) is not a multiple of n_kv_heads (%d)", p,
                m->n_heads, m->n_kv_heads);
         return -1;
     }
     int rc = kvs_h5_attr_double(t->file, "softmax_scale", &m->softmax_scale, why, sizeof why);
     if (rc) {
-        seterr(err, errlen, "%s: /softmax_scale: %s", p, rc == 1 ? "required attribute missing" : why);
+        kvs_seterr(err, errlen, "%s: /softmax_scale: %s", p, rc == 1 ? "required attribute missing" : why);
         return -1;
     }
     if (!(m->softmax_scale > 0) || m->softmax_scale > 1e6) {
-        seterr(err, errlen, "%s: /softmax_scale: must be a positive finite float, got %g", p, m->softmax_scale);
+        kvs_seterr(err, errlen, "%s: /softmax_scale: must be a positive finite float, got %g", p, m->softmax_scale);
         return -1;
     }
     rc = kvs_h5_attr_str(t->file, "rope", m->rope, sizeof m->rope, why, sizeof why);
     if (rc) {
-        seterr(err, errlen, "%s: /rope: %s", p, rc == 1 ? "required attribute missing" : why);
+        kvs_seterr(err, errlen, "%s: /rope: %s", p, rc == 1 ? "required attribute missing" : why);
         return -1;
     }
     if (strcmp(m->rope, "applied") && strcmp(m->rope, "none")) {
-        seterr(err, errlen, "%s: /rope: must be \"applied\" or \"none\", got \"%s\"", p, m->rope);
+        kvs_seterr(err, errlen, "%s: /rope: must be \"applied\" or \"none\", got \"%s\"", p, m->rope);
         return -1;
     }
     rc = kvs_h5_attr_str(t->file, "rope_style", m->rope_style, sizeof m->rope_style, why, sizeof why);
     if (rc < 0) {
-        seterr(err, errlen, "%s: /rope_style: %s", p, why);
+        kvs_seterr(err, errlen, "%s: /rope_style: %s", p, why);
         return -1;
     }
     if (rc == 1) m->rope_style[0] = 0;
     else if (strcmp(m->rope_style, "interleaved") && strcmp(m->rope_style, "half")) {
-        seterr(err, errlen, "%s: /rope_style: must be \"interleaved\" or \"half\", got \"%s\"", p, m->rope_style);
+        kvs_seterr(err, errlen, "%s: /rope_style: must be \"interleaved\" or \"half\", got \"%s\"", p, m->rope_style);
         return -1;
     }
     rc = kvs_h5_attr_double(t->file, "rope_theta", &m->rope_theta, why, sizeof why);
     if (rc < 0) {
-        seterr(err, errlen, "%s: /rope_theta: %s", p, why);
+        kvs_seterr(err, errlen, "%s: /rope_theta: %s", p, why);
         return -1;
     }
     if (rc == 1) m->rope_theta = 0;
     else if (!(m->rope_theta > 0) || m->rope_theta > 1e30) {
-        seterr(err, errlen, "%s: /rope_theta: must be a positive finite float, got %g", p, m->rope_theta);
+        kvs_seterr(err, errlen, "%s: /rope_theta: must be a positive finite float, got %g", p, m->rope_theta);
         return -1;
     }
     long long po = 0;
     rc = kvs_h5_attr_int(t->file, "position_offset", &po, why, sizeof why);
     if (rc < 0 || (rc == 0 && (po < 0 || po > KVS_MAX_LEN))) {
-        seterr(err, errlen, "%s: /position_offset: %s", p, rc < 0 ? why : "must be a non-negative integer");
+        kvs_seterr(err, errlen, "%s: /position_offset: %s", p, rc < 0 ? why : "must be a non-negative integer");
         return -1;
     }
     m->position_offset = rc == 0 ? (long)po : 0;
@@ -136,7 +129,7 @@ static int read_meta(kvs_trace *t, char *err, size_t errlen) {
     for (int i = 0; i < 2; i++) {
         rc = kvs_h5_attr_str(t->file, strs[i], dst[i], KVS_TRACE_STR, why, sizeof why);
         if (rc < 0) {
-            seterr(err, errlen, "%s: /%s: %s", p, strs[i], why);
+            kvs_seterr(err, errlen, "%s: /%s: %s", p, strs[i], why);
             return -1;
         }
         if (rc == 1) dst[i][0] = 0;
@@ -153,7 +146,7 @@ static int check_dset(kvs_trace *t, hid_t g, const char *gname, const char *name
     if (ex == 0 && optional) return 0;
     hid_t d = kvs_h5_open_dset(g, name, H5P_DEFAULT, why, sizeof why);
     if (d < 0) {
-        seterr(err, errlen, "%s: /%s/%s: required dataset %s", t->path, gname, name, why);
+        kvs_seterr(err, errlen, "%s: /%s/%s: required dataset %s", t->path, gname, name, why);
         return -1;
     }
     hsize_t dims[8];
@@ -162,7 +155,7 @@ static int check_dset(kvs_trace *t, hid_t g, const char *gname, const char *name
         kvs_h5_fmt_dims(a, sizeof a, want, rank);
         if (r < 0) snprintf(b, sizeof b, "an unreadable dataspace");
         else kvs_h5_fmt_dims(b, sizeof b, dims, r);
-        seterr(err, errlen, "%s: /%s/%s: wrong shape: expected %s, got %s", t->path, gname, name, a, b);
+        kvs_seterr(err, errlen, "%s: /%s/%s: wrong shape: expected %s, got %s", t->path, gname, name, a, b);
         H5Dclose(d);
         return -1;
     }
@@ -173,11 +166,11 @@ static int check_dset(kvs_trace *t, hid_t g, const char *gname, const char *name
     if (ty >= 0) H5Tclose(ty);
     H5Dclose(d);
     if (kind == KVS_H5_BAD) {
-        seterr(err, errlen, "%s: /%s/%s: wrong type: %s", t->path, gname, name, why);
+        kvs_seterr(err, errlen, "%s: /%s/%s: wrong type: %s", t->path, gname, name, why);
         return -1;
     }
     if (f32_only && kind != KVS_H5_F32) {
-        seterr(err, errlen, "%s: /%s/%s: wrong type: must be float32, found float16", t->path, gname, name);
+        kvs_seterr(err, errlen, "%s: /%s/%s: wrong type: must be float32, found float16", t->path, gname, name);
         return -1;
     }
     return (int)kind;
@@ -191,7 +184,7 @@ static int check_layers(kvs_trace *t, char *err, size_t errlen) {
     char why[256];
     t->kinds = calloc((size_t)m->n_layers, sizeof *t->kinds);
     if (!t->kinds) {
-        seterr(err, errlen, "%s: out of memory", t->path);
+        kvs_seterr(err, errlen, "%s: out of memory", t->path);
         return -1;
     }
     int all_o = 1;
@@ -203,14 +196,14 @@ static int check_layers(kvs_trace *t, char *err, size_t errlen) {
         if (ex <= 0 || H5Oget_info_by_name2(t->file, gname, &info, H5O_INFO_BASIC, H5P_DEFAULT) < 0 ||
             info.type != H5O_TYPE_GROUP) {
             if (ex < 0) kvs_h5_last_error(why, sizeof why);
-            seterr(err, errlen, "%s: /%s: required group %s (n_layers = %d)", t->path, gname,
+            kvs_seterr(err, errlen, "%s: /%s: required group %s (n_layers = %d)", t->path, gname,
                    ex == 0 ? "missing" : ex < 0 ? why : "is not a group", m->n_layers);
             return -1;
         }
         hid_t g = H5Gopen2(t->file, gname, H5P_DEFAULT);
         if (g < 0) {
             kvs_h5_last_error(why, sizeof why);
-            seterr(err, errlen, "%s: /%s: cannot open group: %s", t->path, gname, why);
+            kvs_seterr(err, errlen, "%s: /%s: cannot open group: %s", t->path, gname, why);
             return -1;
         }
         int kk = check_dset(t, g, gname, "k", kvd, 3, 0, 0, err, errlen);
@@ -231,7 +224,7 @@ static int check_layers(kvs_trace *t, char *err, size_t errlen) {
     if (ex > 0) {
         hid_t d = kvs_h5_open_dset(t->file, "tokens", H5P_DEFAULT, why, sizeof why);
         if (d < 0) {
-            seterr(err, errlen, "%s: /tokens: %s", t->path, why);
+            kvs_seterr(err, errlen, "%s: /tokens: %s", t->path, why);
             return -1;
         }
         hsize_t dims[8];
@@ -241,11 +234,11 @@ static int check_layers(kvs_trace *t, char *err, size_t errlen) {
         if (ty >= 0) H5Tclose(ty);
         H5Dclose(d);
         if (r != 1 || dims[0] != T) {
-            seterr(err, errlen, "%s: /tokens: wrong shape: expected %llu", t->path, (unsigned long long)T);
+            kvs_seterr(err, errlen, "%s: /tokens: wrong shape: expected %llu", t->path, (unsigned long long)T);
             return -1;
         }
         if (!isint) {
-            seterr(err, errlen, "%s: /tokens: wrong type: must be an integer (int32)", t->path);
+            kvs_seterr(err, errlen, "%s: /tokens: wrong type: must be an integer (int32)", t->path);
             return -1;
         }
         m->has_tokens = 1;
@@ -259,21 +252,21 @@ int kvs_trace_open(const char *path, kvs_trace **out, char *err, size_t errlen) 
     kvs_h5_init();
     struct stat st;
     if (stat(path, &st) != 0) {
-        seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        kvs_seterr(err, errlen, "%s: cannot open: %s", path, strerror(errno));
         return -1;
     }
     if (!S_ISREG(st.st_mode)) {
-        seterr(err, errlen, "%s: cannot open: not a regular file", path);
+        kvs_seterr(err, errlen, "%s: cannot open: not a regular file", path);
         return -1;
     }
     htri_t is = H5Fis_hdf5(path);
     if (is <= 0) {
-        seterr(err, errlen, "%s: not an HDF5 file (no HDF5 signature found)", path);
+        kvs_seterr(err, errlen, "%s: not an HDF5 file (no HDF5 signature found)", path);
         return -1;
     }
     kvs_trace *t = calloc(1, sizeof *t);
     if (!t) {
-        seterr(err, errlen, "%s: out of memory", path);
+        kvs_seterr(err, errlen, "%s: out of memory", path);
         return -1;
     }
     t->path = strdup(path);
@@ -282,7 +275,7 @@ int kvs_trace_open(const char *path, kvs_trace **out, char *err, size_t errlen) 
     t->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
     if (!t->path || t->file < 0) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: cannot open as HDF5: %s", path, why);
+        kvs_seterr(err, errlen, "%s: cannot open as HDF5: %s", path, why);
         kvs_trace_close(t);
         return -1;
     }
@@ -354,7 +347,7 @@ static int open_layer(kvs_trace *t, int layer, char *err, size_t errlen) {
     hid_t g = H5Gopen2(t->file, gname, H5P_DEFAULT);
     if (g < 0) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: /%s: cannot open group: %s", t->path, gname, why);
+        kvs_seterr(err, errlen, "%s: /%s: cannot open group: %s", t->path, gname, why);
         return -1;
     }
     const char *names[] = {"k", "v", "q", "o_ref"};
@@ -368,7 +361,7 @@ static int open_layer(kvs_trace *t, int layer, char *err, size_t errlen) {
         if (dapl >= 0 && dapl != H5P_DEFAULT) H5Pclose(dapl);
         if (*h[i] < 0) {
             kvs_h5_last_error(why, sizeof why);
-            seterr(err, errlen, "%s: /%s/%s: cannot open: %s", t->path, gname, names[i], why);
+            kvs_seterr(err, errlen, "%s: /%s/%s: cannot open: %s", t->path, gname, names[i], why);
             rc = -1;
         }
     }
@@ -384,7 +377,7 @@ int kvs_trace_read_kv(kvs_trace *t, int layer, int kv_head, long t0, long n, flo
     long T = kvs_trace_len(t);
     if (layer < 0 || layer >= m->n_layers || kv_head < 0 || kv_head >= m->n_kv_heads || t0 < 0 || n < 0 ||
         t0 > T - n) {
-        seterr(err, errlen, "%s: read_kv(layer %d, kv_head %d, rows %ld+%ld): out of range "
+        kvs_seterr(err, errlen, "%s: read_kv(layer %d, kv_head %d, rows %ld+%ld): out of range "
                "(%d layers, %d kv heads, %ld rows)", t->path, layer, kv_head, t0, n, m->n_layers,
                m->n_kv_heads, T);
         return -1;
@@ -395,13 +388,13 @@ int kvs_trace_read_kv(kvs_trace *t, int layer, int kv_head, long t0, long n, flo
     char why[256];
     if (k && kvs_h5_read_f32(t->k, (kvs_h5_kind)t->kinds[layer].k, 3, start, count, k, &t->scratch,
                              &t->scratch_n, why, sizeof why)) {
-        seterr(err, errlen, "%s: /layer_%03d/k: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
+        kvs_seterr(err, errlen, "%s: /layer_%03d/k: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
                kv_head, t0, n, why);
         return -1;
     }
     if (v && kvs_h5_read_f32(t->v, (kvs_h5_kind)t->kinds[layer].v, 3, start, count, v, &t->scratch,
                              &t->scratch_n, why, sizeof why)) {
-        seterr(err, errlen, "%s: /layer_%03d/v: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
+        kvs_seterr(err, errlen, "%s: /layer_%03d/v: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
                kv_head, t0, n, why);
         return -1;
     }
@@ -413,12 +406,12 @@ static int read_steps(kvs_trace *t, int which, int layer, long s0, long n, float
     const kvs_trace_meta *m = &t->meta;
     const char *name = which ? "o_ref" : "q";
     if (layer < 0 || layer >= m->n_layers || s0 < 0 || n < 0 || s0 > m->n_decode - n) {
-        seterr(err, errlen, "%s: read %s(layer %d, steps %ld+%ld): out of range (%d layers, %ld steps)",
+        kvs_seterr(err, errlen, "%s: read %s(layer %d, steps %ld+%ld): out of range (%d layers, %ld steps)",
                t->path, name, layer, s0, n, m->n_layers, m->n_decode);
         return -1;
     }
     if (which && !t->kinds[layer].o) {
-        seterr(err, errlen, "%s: /layer_%03d/o_ref: not present in this trace", t->path, layer);
+        kvs_seterr(err, errlen, "%s: /layer_%03d/o_ref: not present in this trace", t->path, layer);
         return -1;
     }
     if (open_layer(t, layer, err, errlen)) return -1;
@@ -429,7 +422,7 @@ static int read_steps(kvs_trace *t, int which, int layer, long s0, long n, float
     int kind = which ? t->kinds[layer].o : t->kinds[layer].q;
     if (kvs_h5_read_f32(d, (kvs_h5_kind)kind, 3, start, count, out, &t->scratch, &t->scratch_n, why,
                         sizeof why)) {
-        seterr(err, errlen, "%s: /layer_%03d/%s: read failed (steps %ld+%ld): %s", t->path, layer, name, s0,
+        kvs_seterr(err, errlen, "%s: /layer_%03d/%s: read failed (steps %ld+%ld): %s", t->path, layer, name, s0,
                n, why);
         return -1;
     }
@@ -447,11 +440,11 @@ int kvs_trace_read_oref(kvs_trace *t, int layer, long s0, long n, float *o, char
 int kvs_trace_read_tokens(kvs_trace *t, long t0, long n, int32_t *tok, char *err, size_t errlen) {
     long T = kvs_trace_len(t);
     if (!t->meta.has_tokens) {
-        seterr(err, errlen, "%s: /tokens: not present in this trace", t->path);
+        kvs_seterr(err, errlen, "%s: /tokens: not present in this trace", t->path);
         return -1;
     }
     if (t0 < 0 || n < 0 || t0 > T - n) {
-        seterr(err, errlen, "%s: /tokens: rows %ld+%ld out of range (%ld)", t->path, t0, n, T);
+        kvs_seterr(err, errlen, "%s: /tokens: rows %ld+%ld out of range (%ld)", t->path, t0, n, T);
         return -1;
     }
     if (n == 0) return 0;
@@ -465,7 +458,7 @@ int kvs_trace_read_tokens(kvs_trace *t, long t0, long n, int32_t *tok, char *err
         rc = 0;
     if (rc) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: /tokens: read failed: %s", t->path, why);
+        kvs_seterr(err, errlen, "%s: /tokens: read failed: %s", t->path, why);
     }
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
@@ -617,17 +610,17 @@ int kvs_trace_writer_new(const char *path, const kvs_trace_meta *meta, int dtype
         m->n_kv_heads < 1 || m->n_heads % m->n_kv_heads || m->head_dim < 1 || m->head_dim > KVS_MAX_HEAD_DIM ||
         m->prefill_len < 1 || m->n_decode < 1 || m->prefill_len + m->n_decode > KVS_MAX_LEN ||
         !(m->softmax_scale > 0) || (strcmp(m->rope, "applied") && strcmp(m->rope, "none"))) {
-        seterr(err, errlen, "%s: invalid trace geometry or attributes (layers %d, heads %d/%d, head_dim %d, "
+        kvs_seterr(err, errlen, "%s: invalid trace geometry or attributes (layers %d, heads %d/%d, head_dim %d, "
                "T0 %ld, S %ld, scale %g, rope \"%s\")", path, m->n_layers, m->n_heads, m->n_kv_heads,
                m->head_dim, m->prefill_len, m->n_decode, m->softmax_scale, m->rope);
         return -1;
     }
     if (dtype_bytes != 2 && dtype_bytes != 4) {
-        seterr(err, errlen, "%s: dtype must be 2 (float16) or 4 (float32) bytes, got %d", path, dtype_bytes);
+        kvs_seterr(err, errlen, "%s: dtype must be 2 (float16) or 4 (float32) bytes, got %d", path, dtype_bytes);
         return -1;
     }
     if (gzip_level < 0 || gzip_level > 9) {
-        seterr(err, errlen, "%s: gzip level must be 0-9, got %d", path, gzip_level);
+        kvs_seterr(err, errlen, "%s: gzip level must be 0-9, got %d", path, gzip_level);
         return -1;
     }
     kvs_trace_writer *w = calloc(1, sizeof *w);
@@ -655,7 +648,7 @@ int kvs_trace_writer_new(const char *path, const kvs_trace_meta *meta, int dtype
     w->file = H5Fcreate(w->tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
     if (w->file < 0) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: cannot create %s: %s", path, w->tmp, why);
+        kvs_seterr(err, errlen, "%s: cannot create %s: %s", path, w->tmp, why);
         free(w->tmp);          /* nothing to remove */
         w->tmp = NULL;
         kvs_trace_writer_free(w);
@@ -705,11 +698,11 @@ int kvs_trace_writer_new(const char *path, const kvs_trace_meta *meta, int dtype
     return 0;
 h5err:
     kvs_h5_last_error(why, sizeof why);
-    seterr(err, errlen, "%s: cannot write %s: %s", path, w->tmp, why);
+    kvs_seterr(err, errlen, "%s: cannot write %s: %s", path, w->tmp, why);
     kvs_trace_writer_free(w);
     return -1;
 oom:
-    seterr(err, errlen, "%s: out of memory", path);
+    kvs_seterr(err, errlen, "%s: out of memory", path);
     return -1;
 }
 
@@ -752,12 +745,12 @@ int kvs_trace_writer_put_kv(kvs_trace_writer *w, int layer, int kv_head, long t0
     const kvs_trace_meta *m = &w->meta;
     long T = m->prefill_len + m->n_decode;
     if (w->finished || layer < 0 || layer >= m->n_layers || kv_head < 0 || kv_head >= m->n_kv_heads) {
-        seterr(err, errlen, "%s: put_kv: layer %d / kv_head %d out of range", w->path, layer, kv_head);
+        kvs_seterr(err, errlen, "%s: put_kv: layer %d / kv_head %d out of range", w->path, layer, kv_head);
         return -1;
     }
     long *next = &w->next_kv[(size_t)layer * (size_t)m->n_kv_heads + (size_t)kv_head];
     if (t0 != *next || n < 0 || t0 > T - n) {
-        seterr(err, errlen, "%s: /layer_%03d/k: put_kv rows %ld+%ld: rows must continue at %ld and end by %ld",
+        kvs_seterr(err, errlen, "%s: /layer_%03d/k: put_kv rows %ld+%ld: rows must continue at %ld and end by %ld",
                w->path, layer, t0, n, *next, T);
         return -1;
     }
@@ -765,7 +758,7 @@ int kvs_trace_writer_put_kv(kvs_trace_writer *w, int layer, int kv_head, long t0
     char why[256];
     if (w_rows(w, w->k[layer], w->dtype_bytes == 2, 3, start, count, k, why, sizeof why) ||
         w_rows(w, w->v[layer], w->dtype_bytes == 2, 3, start, count, v, why, sizeof why)) {
-        seterr(err, errlen, "%s: /layer_%03d/k,v: write failed: %s", w->path, layer, why);
+        kvs_seterr(err, errlen, "%s: /layer_%03d/k,v: write failed: %s", w->path, layer, why);
         return -1;
     }
     *next += n;
@@ -777,12 +770,12 @@ static int put_steps(kvs_trace_writer *w, int which, int layer, long s0, long n,
     const kvs_trace_meta *m = &w->meta;
     const char *name = which ? "o_ref" : "q";
     if (w->finished || layer < 0 || layer >= m->n_layers || (which && !m->has_o_ref)) {
-        seterr(err, errlen, "%s: put_%s: layer %d out of range or dataset not declared", w->path, name, layer);
+        kvs_seterr(err, errlen, "%s: put_%s: layer %d out of range or dataset not declared", w->path, name, layer);
         return -1;
     }
     long *next = which ? &w->next_o[layer] : &w->next_q[layer];
     if (s0 != *next || n < 0 || s0 > m->n_decode - n) {
-        seterr(err, errlen, "%s: /layer_%03d/%s: steps %ld+%ld: must continue at %ld and end by %ld", w->path,
+        kvs_seterr(err, errlen, "%s: /layer_%03d/%s: steps %ld+%ld: must continue at %ld and end by %ld", w->path,
                layer, name, s0, n, *next, m->n_decode);
         return -1;
     }
@@ -791,7 +784,7 @@ static int put_steps(kvs_trace_writer *w, int which, int layer, long s0, long n,
     char why[256];
     if (w_rows(w, which ? w->o[layer] : w->q[layer], !which && w->dtype_bytes == 2, 3, start, count, x, why,
                sizeof why)) {
-        seterr(err, errlen, "%s: /layer_%03d/%s: write failed: %s", w->path, layer, name, why);
+        kvs_seterr(err, errlen, "%s: /layer_%03d/%s: write failed: %s", w->path, layer, name, why);
         return -1;
     }
     *next += n;
@@ -812,7 +805,7 @@ int kvs_trace_writer_put_tokens(kvs_trace_writer *w, long t0, long n, const int3
                                 size_t errlen) {
     long T = w->meta.prefill_len + w->meta.n_decode;
     if (w->finished || !w->meta.has_tokens || t0 != w->next_tok || n < 0 || t0 > T - n) {
-        seterr(err, errlen, "%s: /tokens: put_tokens rows %ld+%ld: not declared, or rows must continue at %ld "
+        kvs_seterr(err, errlen, "%s: /tokens: put_tokens rows %ld+%ld: not declared, or rows must continue at %ld "
                "and end by %ld", w->path, t0, n, w->next_tok, T);
         return -1;
     }
@@ -824,7 +817,7 @@ int kvs_trace_writer_put_tokens(kvs_trace_writer *w, long t0, long n, const int3
     if (rc) {
         char why[256];
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: /tokens: write failed: %s", w->path, why);
+        kvs_seterr(err, errlen, "%s: /tokens: write failed: %s", w->path, why);
     }
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
@@ -836,31 +829,31 @@ int kvs_trace_writer_finish(kvs_trace_writer *w, char *err, size_t errlen) {
     const kvs_trace_meta *m = &w->meta;
     long T = m->prefill_len + m->n_decode;
     if (w->finished) {
-        seterr(err, errlen, "%s: finish called twice", w->path);
+        kvs_seterr(err, errlen, "%s: finish called twice", w->path);
         return -1;
     }
     for (int l = 0; l < m->n_layers; l++) {
         for (int h = 0; h < m->n_kv_heads; h++)
             if (w->next_kv[(size_t)l * (size_t)m->n_kv_heads + (size_t)h] != T) {
-                seterr(err, errlen, "%s: /layer_%03d/k: incomplete: kv_head %d has %ld of %ld rows", w->path, l,
+                kvs_seterr(err, errlen, "%s: /layer_%03d/k: incomplete: kv_head %d has %ld of %ld rows", w->path, l,
                        h, w->next_kv[(size_t)l * (size_t)m->n_kv_heads + (size_t)h], T);
                 return -1;
             }
         if (w->next_q[l] != m->n_decode || (m->has_o_ref && w->next_o[l] != m->n_decode)) {
-            seterr(err, errlen, "%s: /layer_%03d/%s: incomplete: %ld of %ld steps", w->path, l,
+            kvs_seterr(err, errlen, "%s: /layer_%03d/%s: incomplete: %ld of %ld steps", w->path, l,
                    w->next_q[l] != m->n_decode ? "q" : "o_ref",
                    w->next_q[l] != m->n_decode ? w->next_q[l] : w->next_o[l], m->n_decode);
             return -1;
         }
     }
     if (m->has_tokens && w->next_tok != T) {
-        seterr(err, errlen, "%s: /tokens: incomplete: %ld of %ld", w->path, w->next_tok, T);
+        kvs_seterr(err, errlen, "%s: /tokens: incomplete: %ld of %ld", w->path, w->next_tok, T);
         return -1;
     }
     char why[256];
     if (H5Fflush(w->file, H5F_SCOPE_GLOBAL) < 0) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: cannot flush %s: %s", w->path, w->tmp, why);
+        kvs_seterr(err, errlen, "%s: cannot flush %s: %s", w->path, w->tmp, why);
         return -1;
     }
     /* close everything, checking the file close (it writes the metadata) */
@@ -869,11 +862,11 @@ int kvs_trace_writer_finish(kvs_trace_writer *w, char *err, size_t errlen) {
     w_close_all(w);
     if (H5Fclose(file) < 0) {
         kvs_h5_last_error(why, sizeof why);
-        seterr(err, errlen, "%s: cannot close %s: %s", w->path, w->tmp, why);
+        kvs_seterr(err, errlen, "%s: cannot close %s: %s", w->path, w->tmp, why);
         return -1;
     }
     if (rename(w->tmp, w->path) != 0) {
-        seterr(err, errlen, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
+        kvs_seterr(err, errlen, "%s: cannot rename %s into place: %s", w->path, w->tmp, strerror(errno));
         return -1;
     }
     w->finished = 1;
