@@ -72,6 +72,17 @@ static int head_push(head_rows *h, const kvs_head_row *r) {
     return 0;
 }
 
+/* ||a - b|| / ||b|| in double (||a - b|| when b is zero). */
+static double rel_l2(const float *a, const float *b, int d) {
+    double e = 0, n = 0;
+    for (int i = 0; i < d; i++) {
+        double x = (double)a[i] - (double)b[i];
+        e += x * x;
+        n += (double)b[i] * (double)b[i];
+    }
+    return n > 0 ? sqrt(e / n) : sqrt(e);
+}
+
 static void add_value(kvs_value_row *v, size_t *n, size_t cap, const char *name, double x) {
     if (*n >= cap) return;
     snprintf(v[*n].name, sizeof v[*n].name, "%s", name);
@@ -249,13 +260,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
                             FAIL("%s: layer %d head %d step %d: the method produced a non-finite output",
                                  s->trace, L, h * g + j, st);
                         if (oref) { /* our full kernel against the trace's o_ref */
-                            const float *c = oref + ((size_t)st * H + (size_t)h * g + j) * d;
-                            double e = 0, n = 0;
-                            for (int cc = 0; cc < d; cc++) {
-                                e += ((double)b[cc] - (double)c[cc]) * ((double)b[cc] - (double)c[cc]);
-                                n += (double)c[cc] * (double)c[cc];
-                            }
-                            double r = n > 0 ? sqrt(e / n) : sqrt(e);
+                            double r = rel_l2(b, oref + ((size_t)st * H + (size_t)h * g + j) * d, d);
                             if (r > oref_max) oref_max = r;
                         }
                         kvs_head_row r = {.step = st, .layer = L, .head = h * g + j,
@@ -294,7 +299,8 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
     add_value(vals, &nv, 16, "budget_tokens", (double)mo.budget);
     add_value(vals, &nv, 16, "context_tokens", (double)n_ctx);
     add_value(vals, &nv, 16, "summary_token_eq", kvs_method_summary_token_eq(meth, M->kv_dtype_bytes));
-    add_value(vals, &nv, 16, "mean_tokens_exact", n_steps ? sum_tok / ((double)n_layers * KVH * n_steps) : 0);
+    const double mean_tok = n_steps ? sum_tok / ((double)n_layers * KVH * n_steps) : 0;
+    add_value(vals, &nv, 16, "mean_tokens_exact", mean_tok);
     if (n_rel) add_value(vals, &nv, 16, "mean_rel_l2", sum_rel / (double)n_rel);
     if (oref) add_value(vals, &nv, 16, "full_vs_oref_max_rel_l2", oref_max);
     add_value(vals, &nv, 16, "wall_s", now_s() - t_start);
@@ -319,7 +325,7 @@ int kvs_run_execute(const kvs_run_spec *s, const char *db_path, const kvs_run_ct
         printf("run %lld complete: %s on %s (%d layers x %d KV heads x %d steps)\n", (long long)run_id,
                kvs_method_kind_name(mo.kind), s->trace, n_layers, KVH, n_steps);
         printf("  budget %lld tokens of %ld (%.2f%%), mean tokens read exactly %.1f\n", (long long)mo.budget, n_ctx,
-               100.0 * (double)mo.budget / (double)n_ctx, n_steps ? sum_tok / ((double)n_layers * KVH * n_steps) : 0);
+               100.0 * (double)mo.budget / (double)n_ctx, mean_tok);
         if (mo.kind == KVS_M_COMPLETION)
             printf("  summary: %.1f token-equivalents per (layer, KV head)\n",
                    kvs_method_summary_token_eq(meth, M->kv_dtype_bytes));
