@@ -2,12 +2,20 @@
  * compiler targets it (CMake adds -mavx2 -mfma on x86-64) and portable C
  * otherwise; the *_ref functions are plain double-precision loops. */
 #include "kvs_attn.h"
+#include "kvs_util.h"
 #include <assert.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#ifdef __AVX2__
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
+/* The throughput kernels (full attention, f32 and f16) are compiled for
+ * AVX2+FMA+F16C with a target attribute and chosen at run time
+ * (kvs_simd_avx2(): cpuid, KVSIM_SIMD=scalar forces the portable path). */
+#define KVS_X86 1
+#define KVS_TGT __attribute__((target("avx2,fma,f16c")))
+#else
+#define KVS_X86 0
 #endif
 
 #define KVS_ATTN_BLK 64
@@ -61,16 +69,49 @@ static inline void axpy_f32(float *y, float w, const float *x, int d) {
 }
 
 /* ---- logits --------------------------------------------------------------- */
+#if KVS_X86
+/* 4 keys in flight; d % 8 == 0 */
+KVS_TGT static void logits_avx(const float *q, const float *k, int64_t n, int d, float scale, float *s) {
+    int64_t j = 0;
+    for (; j + 4 <= n; j += 4) {
+        const float *k0 = k + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) {
+            __m256 qv = _mm256_loadu_ps(q + i);
+            a0 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + d + i), a1);
+            a2 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 2 * d + i), a2);
+            a3 = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k0 + 3 * d + i), a3);
+        }
+        __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3), t2 = _mm256_hadd_ps(t0, t1);
+        __m128 r = _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
+        _mm_storeu_ps(s + j, _mm_mul_ps(r, _mm_set1_ps(scale)));
+    }
+    for (; j < n; j++) {
+        const float *kj = k + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + i), _mm256_loadu_ps(kj + i), a0);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        s[j] = scale * _mm_cvtss_f32(h);
+    }
+}
+#endif
+
 void kvs_attn_logits(const float *q, const float *k, int64_t n, int d, float scale, float *s) {
     assert(n >= 0 && d > 0);
+#if KVS_X86
+    if (d % 8 == 0 && kvs_simd_avx2()) { logits_avx(q, k, n, d, scale, s); return; }
+#endif
     for (int64_t j = 0; j < n; j++) s[j] = scale * dot_f32(q, k + (size_t)j * (size_t)d, d);
 }
 
 /* ---- full attention -------------------------------------------------------- */
-#if defined(__AVX2__) && defined(__FMA__)
+#if KVS_X86
 /* e^x for 8 floats: range reduction x = n ln2 + r, degree-6 polynomial on
  * |r| <= ln2/2 (relative error ~2e-7), x clamped to [-87.3, 88.7]. */
-static inline __m256 exp256(__m256 x) {
+KVS_TGT static inline __m256 exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.3f)), _mm256_set1_ps(88.7f));
     __m256 fx = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504089f)),
                                 _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
@@ -89,14 +130,14 @@ static inline __m256 exp256(__m256 x) {
 }
 
 /* sums of 4 vectors -> (s0, s1, s2, s3) */
-static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
+KVS_TGT static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     __m256 t0 = _mm256_hadd_ps(a0, a1), t1 = _mm256_hadd_ps(a2, a3);
     __m256 t2 = _mm256_hadd_ps(t0, t1);
     return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
 }
 
 /* one block of nb <= 64 tokens for one query; d % 8 == 0 */
-static void full_block_avx(const float *qh, const float *kb, const float *vb, int nb, int d, float scale,
+KVS_TGT static void full_block_avx(const float *qh, const float *kb, const float *vb, int nb, int d, float scale,
                            float *m, float *den, float *oh) {
     float s[KVS_ATTN_BLK] __attribute__((aligned(32)));
     int j = 0;
@@ -112,7 +153,15 @@ static void full_block_avx(const float *qh, const float *kb, const float *vb, in
         }
         _mm_store_ps(s + j, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
     }
-    for (; j < nb; j++) s[j] = scale * dot_f32(qh, kb + (size_t)j * (size_t)d, d);
+    for (; j < nb; j++) {
+        const float *kj = kb + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), _mm256_loadu_ps(kj + i), a0);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        s[j] = scale * _mm_cvtss_f32(h);
+    }
     float bm = -INFINITY;
     for (j = 0; j < nb; j++) bm = s[j] > bm ? s[j] : bm;
     float mn = bm > *m ? bm : *m;
@@ -158,6 +207,144 @@ static void full_block_avx(const float *qh, const float *kb, const float *vb, in
         _mm256_storeu_ps(oh + i, o0);
     }
 }
+#define LDH(p) _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(const void *)(p)))
+/* the same block kernel reading fp16 K/V directly (F16C), no scratch */
+KVS_TGT static void full_block_f16_avx(const float *qh, const uint16_t *kb, const uint16_t *vb, int nb, int d, float scale,
+                           float *m, float *den, float *oh) {
+    float s[KVS_ATTN_BLK] __attribute__((aligned(32)));
+    int j = 0;
+    for (; j + 4 <= nb; j += 4) {
+        const uint16_t *k0 = kb + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) {
+            __m256 qv = _mm256_loadu_ps(qh + i);
+            a0 = _mm256_fmadd_ps(qv, LDH(k0 + i), a0);
+            a1 = _mm256_fmadd_ps(qv, LDH(k0 + d + i), a1);
+            a2 = _mm256_fmadd_ps(qv, LDH(k0 + 2 * d + i), a2);
+            a3 = _mm256_fmadd_ps(qv, LDH(k0 + 3 * d + i), a3);
+        }
+        _mm_store_ps(s + j, _mm_mul_ps(hsum4(a0, a1, a2, a3), _mm_set1_ps(scale)));
+    }
+    for (; j < nb; j++) {
+        const uint16_t *kj = kb + (size_t)j * (size_t)d;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(qh + i), LDH(kj + i), a0);
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(a0), _mm256_extractf128_ps(a0, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        s[j] = scale * _mm_cvtss_f32(h);
+    }
+    float bm = -INFINITY;
+    for (j = 0; j < nb; j++) bm = s[j] > bm ? s[j] : bm;
+    float mn = bm > *m ? bm : *m;
+    float alpha = (*m == -INFINITY) ? 0.0f : expf(*m - mn);
+    *m = mn;
+    float dsum = 0.0f;
+    j = 0;
+    __m256 vm = _mm256_set1_ps(mn), vs = _mm256_setzero_ps();
+    for (; j + 8 <= nb; j += 8) {
+        __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(s + j), vm));
+        _mm256_store_ps(s + j, e);
+        vs = _mm256_add_ps(vs, e);
+    }
+    {
+        __m128 h = _mm_add_ps(_mm256_castps256_ps128(vs), _mm256_extractf128_ps(vs, 1));
+        h = _mm_add_ps(h, _mm_movehl_ps(h, h));
+        h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
+        dsum = _mm_cvtss_f32(h);
+    }
+    for (; j < nb; j++) { s[j] = expf(s[j] - mn); dsum += s[j]; }
+    *den = *den * alpha + dsum;
+    /* o = o * alpha + sum_j e_j v_j, 32 channels at a time */
+    __m256 va = _mm256_set1_ps(alpha);
+    int i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(oh + i), va), o1 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 8), va);
+        __m256 o2 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 16), va), o3 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 24), va);
+        for (j = 0; j < nb; j++) {
+            const uint16_t *vj = vb + (size_t)j * (size_t)d + i;
+            __m256 e = _mm256_set1_ps(s[j]);
+            o0 = _mm256_fmadd_ps(e, LDH(vj), o0);
+            o1 = _mm256_fmadd_ps(e, LDH(vj + 8), o1);
+            o2 = _mm256_fmadd_ps(e, LDH(vj + 16), o2);
+            o3 = _mm256_fmadd_ps(e, LDH(vj + 24), o3);
+        }
+        _mm256_storeu_ps(oh + i, o0); _mm256_storeu_ps(oh + i + 8, o1);
+        _mm256_storeu_ps(oh + i + 16, o2); _mm256_storeu_ps(oh + i + 24, o3);
+    }
+    for (; i < d; i += 8) {
+        __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(oh + i), va);
+        for (j = 0; j < nb; j++)
+            o0 = _mm256_fmadd_ps(_mm256_set1_ps(s[j]), LDH(vb + (size_t)j * (size_t)d + i), o0);
+        _mm256_storeu_ps(oh + i, o0);
+    }
+}
+/* G query heads of one GQA group at once (G <= 8, a compile-time constant at
+ * each call site): each fp16 K and V chunk is converted once and used by the
+ * G heads' accumulators (K/V read once per block for the group) */
+KVS_TGT static inline __attribute__((always_inline)) void grp_block_f16(const float *q, const int G,
+        const uint16_t *kb, const uint16_t *vb, int nb, int d, float scale, float *m, float *den, float *o) {
+    float s[8][KVS_ATTN_BLK] __attribute__((aligned(32)));
+    float alpha[8];
+    for (int j = 0; j < nb; j++) {
+        __m256 acc[8];
+        for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_ps();
+        const uint16_t *kj = kb + (size_t)j * (size_t)d;
+        for (int i = 0; i < d; i += 8) {
+            __m256 kv = LDH(kj + i);
+            for (int h = 0; h < G; h++) acc[h] = _mm256_fmadd_ps(_mm256_loadu_ps(q + (size_t)h * (size_t)d + i), kv, acc[h]);
+        }
+        for (int h = 0; h < G; h++) {
+            __m128 t = _mm_add_ps(_mm256_castps256_ps128(acc[h]), _mm256_extractf128_ps(acc[h], 1));
+            t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+            t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+            s[h][j] = scale * _mm_cvtss_f32(t);
+        }
+    }
+    for (int h = 0; h < G; h++) {
+        float bm = -INFINITY;
+        for (int j = 0; j < nb; j++) bm = s[h][j] > bm ? s[h][j] : bm;
+        float mn = bm > m[h] ? bm : m[h];
+        alpha[h] = (m[h] == -INFINITY) ? 0.0f : expf(m[h] - mn);
+        m[h] = mn;
+        __m256 vm = _mm256_set1_ps(mn), vs = _mm256_setzero_ps();
+        int j = 0;
+        for (; j + 8 <= nb; j += 8) {
+            __m256 e = exp256(_mm256_sub_ps(_mm256_load_ps(&s[h][j]), vm));
+            _mm256_store_ps(&s[h][j], e);
+            vs = _mm256_add_ps(vs, e);
+        }
+        __m128 t = _mm_add_ps(_mm256_castps256_ps128(vs), _mm256_extractf128_ps(vs, 1));
+        t = _mm_add_ps(t, _mm_movehl_ps(t, t));
+        t = _mm_add_ss(t, _mm_shuffle_ps(t, t, 1));
+        float dsum = _mm_cvtss_f32(t);
+        for (; j < nb; j++) { s[h][j] = expf(s[h][j] - mn); dsum += s[h][j]; }
+        den[h] = den[h] * alpha[h] + dsum;
+    }
+    for (int i = 0; i < d; i += 8) {
+        __m256 oc[8];
+        for (int h = 0; h < G; h++) oc[h] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)h * (size_t)d + i), _mm256_set1_ps(alpha[h]));
+        for (int j = 0; j < nb; j++) {
+            __m256 vv = LDH(vb + (size_t)j * (size_t)d + i);
+            for (int h = 0; h < G; h++) oc[h] = _mm256_fmadd_ps(_mm256_broadcast_ss(&s[h][j]), vv, oc[h]);
+        }
+        for (int h = 0; h < G; h++) _mm256_storeu_ps(o + (size_t)h * (size_t)d + i, oc[h]);
+    }
+}
+
+KVS_TGT static void grp_block_f16_any(const float *q, int G, const uint16_t *kb, const uint16_t *vb, int nb, int d,
+                                      float scale, float *m, float *den, float *o) {
+    switch (G) {
+    case 2: grp_block_f16(q, 2, kb, vb, nb, d, scale, m, den, o); break;
+    case 3: grp_block_f16(q, 3, kb, vb, nb, d, scale, m, den, o); break;
+    case 4: grp_block_f16(q, 4, kb, vb, nb, d, scale, m, den, o); break;
+    case 5: grp_block_f16(q, 5, kb, vb, nb, d, scale, m, den, o); break;
+    case 6: grp_block_f16(q, 6, kb, vb, nb, d, scale, m, den, o); break;
+    case 7: grp_block_f16(q, 7, kb, vb, nb, d, scale, m, den, o); break;
+    default: grp_block_f16(q, 8, kb, vb, nb, d, scale, m, den, o); break;
+    }
+}
+#undef LDH
 #endif
 
 /* portable block: same arithmetic with scalar expf */
@@ -189,8 +376,8 @@ void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_
     float m[64], den[64];
     for (int h = 0; h < g; h++) { m[h] = -INFINITY; den[h] = 0.0f; }
     memset(o, 0, sizeof(float) * (size_t)g * (size_t)d);
-#if defined(__AVX2__) && defined(__FMA__)
-    int fast = d % 8 == 0;
+#if KVS_X86
+    int fast = d % 8 == 0 && kvs_simd_avx2();
 #endif
     for (int64_t j0 = 0; j0 < n; j0 += KVS_ATTN_BLK) {
         int nb = (int)((n - j0) < KVS_ATTN_BLK ? (n - j0) : KVS_ATTN_BLK);
@@ -198,7 +385,7 @@ void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_
         for (int h = 0; h < g; h++) {
             const float *qh = q + (size_t)h * (size_t)d;
             float *oh = o + (size_t)h * (size_t)d;
-#if defined(__AVX2__) && defined(__FMA__)
+#if KVS_X86
             if (fast) { full_block_avx(qh, kb, vb, nb, d, scale, &m[h], &den[h], oh); continue; }
 #endif
             full_block_generic(qh, kb, vb, nb, d, scale, &m[h], &den[h], oh);
@@ -211,12 +398,120 @@ void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_
     }
 }
 
+/* ---- full attention on fp16 K/V ------------------------------------------------- */
+/* IEEE half -> float, portable (exact: every half is a float) */
+static float half_to_float(uint16_t h) {
+    uint32_t sgn = (uint32_t)(h >> 15) << 31, e = (h >> 10) & 0x1f, mant = h & 0x3ff, bits;
+    if (e == 0) {
+        if (mant == 0) bits = sgn;
+        else {   /* subnormal: renormalise */
+            int sh = 0;
+            while (!(mant & 0x400)) { mant <<= 1; sh++; }
+            mant &= 0x3ff;
+            bits = sgn | (uint32_t)(127 - 15 + 1 - sh) << 23 | mant << 13;
+        }
+    } else if (e == 31) {
+        bits = sgn | 0x7f800000u | mant << 13;
+    } else {
+        bits = sgn | (e - 15 + 127) << 23 | mant << 13;
+    }
+    float f;
+    memcpy(&f, &bits, sizeof f);
+    return f;
+}
+
+/* tokens per block for the f16 kernels: K and V of a block converted to f32
+ * scratch (<= 2 x 16384 floats on the stack), at most KVS_ATTN_BLK */
+static int f16_block(int d) {
+    int nb = 16384 / d;
+    return nb > KVS_ATTN_BLK ? KVS_ATTN_BLK : (nb < 1 ? 1 : nb);
+}
+
+
+static void full_f16_impl(const float *q, int g, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                          float scale, float *o, int simd) {
+    assert(g >= 1 && g <= 64 && d > 0 && d <= 16384 && n >= 0);
+    float m[64], den[64];
+    float kb[16384], vb[16384];   /* portable path: the block widened to f32 */
+    int blk = f16_block(d);
+    for (int h = 0; h < g; h++) { m[h] = -INFINITY; den[h] = 0.0f; }
+    memset(o, 0, sizeof(float) * (size_t)g * (size_t)d);
+#if KVS_X86
+    int fast = simd && d % 8 == 0;
+#else
+    (void)simd;
+#endif
+    for (int64_t j0 = 0; j0 < n; j0 += blk) {
+        int nb = (int)((n - j0) < blk ? (n - j0) : blk);
+        size_t ne = (size_t)nb * (size_t)d, off = (size_t)j0 * (size_t)d;
+#if KVS_X86
+        if (fast) {   /* fp16 read directly, converted in registers */
+            if (g == 1) {
+                full_block_f16_avx(q, k + off, v + off, nb, d, scale, &m[0], &den[0], o);
+            } else {
+                for (int h0 = 0; h0 < g; h0 += 8) {   /* heads in groups of <= 8 */
+                    int G = g - h0 < 8 ? g - h0 : 8;
+                    if (G == 1)
+                        full_block_f16_avx(q + (size_t)h0 * (size_t)d, k + off, v + off, nb, d, scale, &m[h0], &den[h0],
+                                           o + (size_t)h0 * (size_t)d);
+                    else
+                        grp_block_f16_any(q + (size_t)h0 * (size_t)d, G, k + off, v + off, nb, d, scale, &m[h0],
+                                          &den[h0], o + (size_t)h0 * (size_t)d);
+                }
+            }
+            continue;
+        }
+#endif
+        for (size_t i = 0; i < ne; i++) { kb[i] = half_to_float(k[off + i]); vb[i] = half_to_float(v[off + i]); }
+        for (int h = 0; h < g; h++)
+            full_block_generic(q + (size_t)h * (size_t)d, kb, vb, nb, d, scale, &m[h], &den[h], o + (size_t)h * (size_t)d);
+    }
+    for (int h = 0; h < g; h++) {
+        if (den[h] <= 0.0f) continue;
+        float inv = 1.0f / den[h];
+        for (int i = 0; i < d; i++) o[(size_t)h * (size_t)d + (size_t)i] *= inv;
+    }
+}
+
+void kvs_attn_full_f16(const float *q, int g, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                       float scale, float *o) {
+    full_f16_impl(q, g, k, v, n, d, scale, o, kvs_simd_avx2());
+}
+
+void kvs_attn_full_f16_scalar(const float *q, int g, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                              float scale, float *o) {
+    full_f16_impl(q, g, k, v, n, d, scale, o, 0);
+}
+
+void kvs_attn_full_f16_ref(const float *q, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                           double scale, double *o) {
+    assert(n >= 0 && d > 0);
+    for (int i = 0; i < d; i++) o[i] = 0.0;
+    if (n == 0) return;
+    double mx = -(double)INFINITY;
+    for (int64_t j = 0; j < n; j++) {
+        double s = 0.0;
+        for (int i = 0; i < d; i++) s += (double)q[i] * (double)half_to_float(k[(size_t)j * (size_t)d + (size_t)i]);
+        s *= scale;
+        if (s > mx) mx = s;
+    }
+    double den = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        double s = 0.0;
+        for (int i = 0; i < d; i++) s += (double)q[i] * (double)half_to_float(k[(size_t)j * (size_t)d + (size_t)i]);
+        double e = exp(s * scale - mx);
+        den += e;
+        for (int i = 0; i < d; i++) o[i] += e * (double)half_to_float(v[(size_t)j * (size_t)d + (size_t)i]);
+    }
+    for (int i = 0; i < d; i++) o[i] /= den;
+}
+
 void kvs_attn_full_ref(const float *q, const float *k, const float *v, int64_t n, int d,
                        double scale, double *o) {
     assert(n >= 0 && d > 0);
     for (int i = 0; i < d; i++) o[i] = 0.0;
     if (n == 0) return;
-    double mx = -INFINITY;
+    double mx = -(double)INFINITY;
     for (int64_t j = 0; j < n; j++) {
         double s = 0.0;
         for (int i = 0; i < d; i++) s += (double)q[i] * (double)k[(size_t)j * (size_t)d + (size_t)i];
@@ -232,6 +527,96 @@ void kvs_attn_full_ref(const float *q, const float *k, const float *v, int64_t n
         for (int i = 0; i < d; i++) o[i] += e * (double)v[(size_t)j * (size_t)d + (size_t)i];
     }
     for (int i = 0; i < d; i++) o[i] /= den;
+}
+
+/* ---- shifted exponentials ------------------------------------------------------- */
+#if KVS_X86
+KVS_TGT static void exp_shift_avx(const float *s, int64_t n, float m, double *ex, double *z, double *zs) {
+    __m256 vm = _mm256_set1_ps(m);
+    __m256d z0 = _mm256_setzero_pd(), z1 = _mm256_setzero_pd(), w0 = _mm256_setzero_pd(), w1 = _mm256_setzero_pd();
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 x = _mm256_sub_ps(_mm256_loadu_ps(s + j), vm);
+        __m256 e = exp256(x);
+        __m256d elo = _mm256_cvtps_pd(_mm256_castps256_ps128(e)), ehi = _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1));
+        __m256d xlo = _mm256_cvtps_pd(_mm256_castps256_ps128(x)), xhi = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+        _mm256_storeu_pd(ex + j, elo);
+        _mm256_storeu_pd(ex + j + 4, ehi);
+        z0 = _mm256_add_pd(z0, elo);
+        z1 = _mm256_add_pd(z1, ehi);
+        w0 = _mm256_fmadd_pd(elo, xlo, w0);
+        w1 = _mm256_fmadd_pd(ehi, xhi, w1);
+    }
+    double zz[4], ww[4];
+    _mm256_storeu_pd(zz, _mm256_add_pd(z0, z1));
+    _mm256_storeu_pd(ww, _mm256_add_pd(w0, w1));
+    double zt = zz[0] + zz[1] + zz[2] + zz[3], wt = ww[0] + ww[1] + ww[2] + ww[3];
+    for (; j < n; j++) {
+        double x = (double)(s[j] - m), e = exp(x);
+        ex[j] = e;
+        zt += e;
+        wt += e * x;
+    }
+    *z = zt;
+    *zs = wt;
+}
+#endif
+
+void kvs_attn_exp_shift(const float *s, int64_t n, float m, double *ex, double *z, double *zs) {
+    assert(n >= 0);
+#if KVS_X86
+    if (kvs_simd_avx2()) { exp_shift_avx(s, n, m, ex, z, zs); return; }
+#endif
+    double zt = 0.0, wt = 0.0;
+    for (int64_t j = 0; j < n; j++) {
+        double x = (double)s[j] - (double)m, e = exp(x);
+        ex[j] = e;
+        zt += e;
+        wt += e * x;
+    }
+    *z = zt;
+    *zs = wt;
+}
+
+/* ---- weighted gather-sum ------------------------------------------------------- */
+#if KVS_X86
+KVS_TGT static void wsum_avx(const float *w, const int32_t *idx, int64_t n, const float *v, int d, float *out) {
+    int i = 0;
+    for (; i + 32 <= d; i += 32) {
+        __m256 o0 = _mm256_setzero_ps(), o1 = _mm256_setzero_ps(), o2 = _mm256_setzero_ps(), o3 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n; t++) {
+            const float *vj = v + (size_t)(idx ? idx[t] : t) * (size_t)d + i;
+            __m256 e = _mm256_broadcast_ss(&w[t]);
+            o0 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj), o0);
+            o1 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 8), o1);
+            o2 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 16), o2);
+            o3 = _mm256_fmadd_ps(e, _mm256_loadu_ps(vj + 24), o3);
+        }
+        _mm256_storeu_ps(out + i, o0); _mm256_storeu_ps(out + i + 8, o1);
+        _mm256_storeu_ps(out + i + 16, o2); _mm256_storeu_ps(out + i + 24, o3);
+    }
+    for (; i < d; i += 8) {
+        __m256 o0 = _mm256_setzero_ps();
+        for (int64_t t = 0; t < n; t++)
+            o0 = _mm256_fmadd_ps(_mm256_broadcast_ss(&w[t]), _mm256_loadu_ps(v + (size_t)(idx ? idx[t] : t) * (size_t)d + i), o0);
+        _mm256_storeu_ps(out + i, o0);
+    }
+}
+#endif
+
+void kvs_attn_wsum(const float *w, const int32_t *idx, int64_t n, const float *v, int d, float *out) {
+    assert(n >= 0 && d > 0);
+#if KVS_X86
+    if (d % 8 == 0 && kvs_simd_avx2()) { wsum_avx(w, idx, n, v, d, out); return; }
+#endif
+    memset(out, 0, sizeof(float) * (size_t)d);
+    for (int64_t t = 0; t < n; t++) axpy_f32(out, w[t], v + (size_t)(idx ? idx[t] : t) * (size_t)d, d);
+}
+
+void kvs_attn_wsum_ref(const float *w, const int32_t *idx, int64_t n, const float *v, int d, double *out) {
+    for (int i = 0; i < d; i++) out[i] = 0.0;
+    for (int64_t t = 0; t < n; t++)
+        for (int i = 0; i < d; i++) out[i] += (double)w[t] * (double)v[(size_t)(idx ? idx[t] : t) * (size_t)d + (size_t)i];
 }
 
 /* ---- subset states ----------------------------------------------------------- */
@@ -260,7 +645,7 @@ void kvs_attn_subset(const float *q, const float *k, const float *v, int d, floa
 
 void kvs_attn_subset_ref(const float *q, const float *k, const float *v, int d, double scale,
                          const int32_t *idx, int64_t n_idx, double *m, double *den, double *num) {
-    double mx = -INFINITY;
+    double mx = -(double)INFINITY;
     for (int i = 0; i < d; i++) num[i] = 0.0;
     for (int64_t t = 0; t < n_idx; t++) {
         size_t j = (size_t)idx[t];

@@ -29,6 +29,19 @@ void kvs_attn_logits(const float *q, const float *k, int64_t n, int d, float sca
  * n == 0 writes zeros. */
 void kvs_attn_full(const float *q, int g, const float *k, const float *v, int64_t n, int d,
                    float scale, float *o);
+/* Full attention reading IEEE fp16 K/V [n, d] directly (the trace's storage
+ * type; half the bytes of f32): blocks of up to 64 tokens converted with F16C
+ * into on-stack f32 scratch, then the same online-softmax block kernel.  Runtime
+ * dispatch: AVX2+FMA+F16C when kvs_simd_avx2() (KVSIM_SIMD=scalar forces the
+ * portable path); _scalar always takes the portable path (for tests).
+ * d <= 16384. */
+void kvs_attn_full_f16(const float *q, int g, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                       float scale, float *o);
+void kvs_attn_full_f16_scalar(const float *q, int g, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                              float scale, float *o);
+/* Reference: one query, fp16 inputs widened exactly, double precision. */
+void kvs_attn_full_f16_ref(const float *q, const uint16_t *k, const uint16_t *v, int64_t n, int d,
+                           double scale, double *o);
 /* Reference: one query, two passes, double precision. */
 void kvs_attn_full_ref(const float *q, const float *k, const float *v, int64_t n, int d,
                        double scale, double *o);
@@ -42,6 +55,16 @@ void kvs_attn_subset_ref(const float *q, const float *k, const float *v, int d, 
 /* Same from precomputed logits s (indexed by token position). */
 void kvs_attn_subset_logits(const float *s, const float *v, int d, const int32_t *idx,
                             int64_t n_idx, float *m, float *den, float *num);
+
+/* ex[j] = e^{s[j] - m} for j < n (m >= every s[j]); *z = sum ex, *zs = sum
+ * ex (s - m).  AVX2 path: the float polynomial exp of the full kernel
+ * (relative error ~2e-7), widened to double; portable path: libm exp. */
+void kvs_attn_exp_shift(const float *s, int64_t n, float m, double *ex, double *z, double *zs);
+
+/* out [d] = sum_t w[t] v[idx[t]] (idx NULL: rows 0..n-1); n == 0 writes zeros.
+ * AVX2 (runtime dispatch) keeps 32 channels in registers across the tokens. */
+void kvs_attn_wsum(const float *w, const int32_t *idx, int64_t n, const float *v, int d, float *out);
+void kvs_attn_wsum_ref(const float *w, const int32_t *idx, int64_t n, const float *v, int d, double *out);
 
 /* LSE merge of two states (ma, dena, numa) and (mb, denb, numb) into the
  * normalised output o [d] = (e^ma numa + e^mb numb) / (e^ma dena + e^mb denb).

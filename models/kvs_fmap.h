@@ -18,7 +18,9 @@
  *   fitted — quantised-key map fitted per head: k-means (k-means++ seeded by
  *            GSL) of the fitted keys into C clusters; phi_k(k) = one-hot of the
  *            nearest centroid; phi_q(q)_i = exp(scale q.c_i - c(q)),
- *            c(q) = max_i scale q.c_i.  (A lognormal within-cluster variance
+ *            c(q) = max_i scale q.c_i.  k-means runs on a seeded sample of
+ *            at most 4096 fitted keys (blocked sgemm assignments); every
+ *            fitted key is then assigned once more with the final centroids.  (A lognormal within-cluster variance
  *            correction exists behind FITTED_VAR_CORRECTION, off: it
  *            over-estimated low-entropy heads.)  features = C (D = C),
  *            default 64.
@@ -67,4 +69,10 @@ double kvs_fmap_query(const kvs_fmap *f, const float *q, float *phi);
  * phi is unused (kept for the signature). */
 void kvs_fmap_accumulate(const kvs_fmap *f, const float *k, const float *v, int64_t j0, int64_t j1,
                          float sign, float *S, float *u, float *phi);
+/* fitted only: the centroids [C, d] (valid until the next fit). */
+const float *kvs_fmap_centroids(const kvs_fmap *f);
+/* fitted only: cluster [n] of rows rows[0..n-1] of k (rows NULL: 0..n-1):
+ * the cached cluster for a fitted key (same address as in fit()), else the
+ * nearest centroid (blocked sgemm). */
+void kvs_fmap_assign(const kvs_fmap *f, const float *k, const int32_t *rows, int64_t n, int32_t *cluster);
 #endif

@@ -8,7 +8,8 @@
 #   OUTDIR     where logs and CSVs go (on the device machine: $OUT)
 #   EXPORTDIR  trace exports made here by sim/gpu/export_trace.py
 #              (default build-gpu/export; carried with the call)
-# Output: OUTDIR/gpu_log.txt, OUTDIR/bench.csv, OUTDIR/measured.csv.
+# Output: OUTDIR/gpu_log.txt, attn.csv, torch_attn.csv, e2e.csv, torch_e2e.csv
+# (and bench.csv, measured.csv with WITH_LEGACY=1).
 #
 # Before the device call, here (h5py needs Debian's python):
 #   for t in pandas_0:"0 5" sklearn_1:3 matplotlib_2:1; do
@@ -17,7 +18,9 @@
 #   kvsim-gpu-host predict OUT/measured.csv reports/fidelity/predicted.csv --calib OUT/bench.csv
 #   kvsim-gpu-host import OUT/measured.csv results.db reports/fidelity/predicted.csv
 # SKIP_CHECKS=1 leaves out the selftest and trace check (a timing-only rerun
-# of unchanged kernels).  Every step runs under `timeout` (T_SELFTEST, T_CHECK, T_BENCH, T_FIDELITY
+# of unchanged kernels); SKIP_ATTN / SKIP_E2E leave out attnbench (+ PyTorch)
+# and the e2e steps (+ PyTorch); WITH_LEGACY=1 adds the per-layer bench and
+# fidelity study of FIDELITY.md's first part; E2E_QUICK=quick: 8k only.  Every step runs under `timeout` (T_SELFTEST, T_CHECK, T_BENCH, T_FIDELITY
 # seconds) so that a hung kernel cannot eat the device lease.
 # Exit: 0 all steps ran and the checks passed; 1 otherwise; 77 no GPU.
 set -u -o pipefail
@@ -42,13 +45,13 @@ say "build ($NVCC, sm_90)"
 t0=$(date +%s)
 FL="-O3 -arch=sm_90 -std=c++17 -Imodels/cuda -Isim/gpu"
 pids=()
-for f in models/cuda/kvs_cuda_attn.cu models/cuda/kvs_cuda_select.cu sim/gpu/kvsim_gpu.cu sim/gpu/gpu_ref.cu; do
+for f in models/cuda/kvs_cuda_attn.cu models/cuda/kvs_cuda_select.cu models/cuda/kvs_cuda_decode.cu sim/gpu/kvsim_gpu.cu sim/gpu/gpu_ref.cu sim/gpu/gpu_e2e.cu; do
   b=$(basename "$f"); "$NVCC" $FL -Xptxas -v -c "$f" -o "$BIN/$b.o" >"$BIN/$b.log" 2>&1 &
   pids+=($!)
 done
 for p in "${pids[@]}"; do wait "$p" || rc=1; done
 cat $BIN/*.log | grep -E 'error|warning|spill stores' | sort | uniq -c | tee -a "$log"
-"$NVCC" -arch=sm_90 -o $BIN/kvsim-gpu $BIN/*.o 2>&1 | tee -a "$log"
+"$NVCC" -arch=sm_90 -o $BIN/kvsim-gpu $BIN/*.o -lcublas 2>&1 | tee -a "$log"
 [ -x $BIN/kvsim-gpu ] || { echo "build failed" | tee -a "$log"; cat $BIN/*.log | grep -B2 -A3 error | tee -a "$log"; exit 1; }
 echo "build took $(( $(date +%s) - t0 )) s" | tee -a "$log"
 
@@ -66,12 +69,28 @@ elif ls "$EXP"/*/meta.txt >/dev/null 2>&1; then
 else
   echo "no exports under $EXP: skipped" | tee -a "$log"
 fi
+PY=${PYTHON:-python3}
+if [ -z "${SKIP_ATTN:-}" ]; then
+  say "attnbench (tensor-core decode attention vs PyTorch SDPA, same GPU)"
+  timeout ${T_TORCH:-150} env PYTHONUNBUFFERED=1 $PY sim/gpu/torch_ref.py attn "$OUTD/torch_attn.csv" 2>&1 | tee -a "$log" || echo "torch attn reference failed" | tee -a "$log"
+  timeout ${T_ATTN:-120} $BIN/kvsim-gpu bench "$OUTD/attn.csv" "$OUTD/torch_attn.csv" 2>&1 | tee -a "$log" || rc=1
+fi
+if [ -z "${SKIP_E2E:-}" ]; then
+  say "e2e (whole decode steps in one CUDA graph)"
+  timeout ${T_E2E:-240} $BIN/kvsim-gpu e2e "$OUTD/e2e.csv" ${E2E_QUICK:-} 2>&1 | tee -a "$log" || rc=1
+fi
+if [ -z "${SKIP_TORCHE2E:-}" ]; then
+  say "torch e2e reference (issue 12's nine configurations)"
+  timeout ${T_TORCHE2E:-150} env PYTHONUNBUFFERED=1 $PY sim/gpu/torch_ref.py e2e "$OUTD/torch_e2e.csv" 2>&1 | tee -a "$log" || echo "torch e2e reference failed" | tee -a "$log"
+fi
+if [ -n "${WITH_LEGACY:-}" ]; then
 say "bench (kernel speed)"
 timeout ${T_BENCH:-90} $BIN/kvsim-gpu bench "$OUTD/bench.csv" 2>&1 | tee -a "$log" || rc=1
 say "fidelity (measured step latency)"
 # the attention variant that bench found fastest for one decode step
 V=$(grep -o 'step_variant [0-9]' "$log" | awk '{print $2}' | tail -1)
-KVSIM_GPU_VARIANT=${V:-0} timeout ${T_FIDELITY:-150} $BIN/kvsim-gpu fidelity "$OUTD/measured.csv" ${FIDELITY_QUICK:-} 2>&1 | tee -a "$log" || rc=1
+KVSIM_GPU_VARIANT=${V:-4} timeout ${T_FIDELITY:-150} $BIN/kvsim-gpu fidelity "$OUTD/measured.csv" ${FIDELITY_QUICK:-} 2>&1 | tee -a "$log" || rc=1
+fi
 nvidia-smi --query-gpu=clocks.sm,clocks.mem,temperature.gpu --format=csv 2>&1 | tee -a "$log"
 say "done rc=$rc"
 exit $rc

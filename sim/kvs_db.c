@@ -1,11 +1,18 @@
 /* kvs_db.c — the results database (see kvs_db.h for the contract). */
 #include "kvs_db.h"
+#include "kvs_err.h"
 #include "kvs_version.h"
 #include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 struct kvs_db {
     sqlite3 *h;
@@ -21,7 +28,7 @@ static const char *SCHEMA_SQL =
     "  config_json TEXT NOT NULL CHECK (json_valid(config_json)),"
     "  config_hash TEXT NOT NULL,"
     "  sweep_id TEXT,"
-    "  kind TEXT NOT NULL DEFAULT 'eval' CHECK (kind IN ('eval','run','measured')),"
+    "  kind TEXT NOT NULL DEFAULT 'eval' CHECK (kind IN ('eval','run','measured','decode','serve')),"
     "  status TEXT NOT NULL DEFAULT 'running' CHECK (status IN ('running','complete','failed')),"
     "  started_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),"
     "  finished_at TEXT,"
@@ -50,30 +57,100 @@ static const char *SCHEMA_SQL =
     "CREATE TABLE IF NOT EXISTS run_values("
     "  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,"
     "  name TEXT NOT NULL, value REAL,"
-    "  PRIMARY KEY(run_id, name)) WITHOUT ROWID;";
+    "  PRIMARY KEY(run_id, name)) WITHOUT ROWID;"
+    /* kvsim decode (DECODE): one row per predicted token, see reports/SCHEMA.md */
+    "CREATE TABLE IF NOT EXISTS decode_metrics("
+    "  run_id INTEGER NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE,"
+    "  step INTEGER NOT NULL, pos INTEGER NOT NULL, target INTEGER, token INTEGER, token_full INTEGER,"
+    "  nll REAL, nll_full REAL, kl REAL, top1_agree INTEGER, tokens_exact REAL,"
+    "  PRIMARY KEY(run_id, step)) WITHOUT ROWID;";
 
 static int fail(kvs_db *db, char *err, size_t errlen, const char *what) {
-    if (err && errlen)
-        snprintf(err, errlen, "%s: %s: %s", db ? db->path : "?", what, db && db->h ? sqlite3_errmsg(db->h) : "");
+    kvs_seterr(err, errlen, "%s: %s: %s", db ? db->path : "?", what, db && db->h ? sqlite3_errmsg(db->h) : "");
     return -1;
 }
 
 static int exec(kvs_db *db, const char *sql, char *err, size_t errlen, const char *what) {
     char *msg = NULL;
     if (sqlite3_exec(db->h, sql, NULL, NULL, &msg) != SQLITE_OK) {
-        if (err && errlen) snprintf(err, errlen, "%s: %s: %s", db->path, what, msg ? msg : sqlite3_errmsg(db->h));
+        kvs_seterr(err, errlen, "%s: %s: %s", db->path, what, msg ? msg : sqlite3_errmsg(db->h));
         sqlite3_free(msg);
         return -1;
     }
     return 0;
 }
 
+/* Refuses paths that would silently lose every result. */
+static int check_path(const char *path, char *err, size_t errlen) {
+    if (!path || !*path) {
+        kvs_seterr(err, errlen, "database path is empty: name a file (results would be discarded)");
+        return -1;
+    }
+    if (!strcmp(path, ":memory:") || !strncmp(path, "file:", 5)) {
+        kvs_seterr(err, errlen, "%s: not a database file (an in-memory or URI database would discard every result)",
+                 path);
+        return -1;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        kvs_seterr(err, errlen, "%s: not a regular file", path);
+        return -1;
+    }
+    return 0;
+}
+
+static int query_int(sqlite3 *h, const char *sql, int64_t *v) {
+    sqlite3_stmt *st = NULL;
+    int ok = sqlite3_prepare_v2(h, sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW;
+    if (ok) *v = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return ok ? 0 : -1;
+}
+
+/* What the file holds, read without writing anything:
+ *  0 empty (no schema objects, no stamp): may become a kvsim database;
+ *  1 a kvsim database (application_id stamp, or — written before the stamp
+ *    existed — user_version 1 with kvsim's runs table);
+ * -1 not usable / not kvsim's (message in err, naming the file). */
+static int classify(sqlite3 *h, const char *path, int *legacy, char *err, size_t errlen) {
+    int64_t app = 0, uv = 0, nobj = 0;
+    *legacy = 0;
+    if (query_int(h, "PRAGMA application_id", &app) || query_int(h, "PRAGMA user_version", &uv) ||
+        query_int(h, "SELECT count(*) FROM sqlite_master", &nobj)) {
+        kvs_seterr(err, errlen, "%s: not a usable SQLite database: %s", path, sqlite3_errmsg(h));
+        return -1;
+    }
+    if (app == KVS_DB_APP_ID || (app == 0 && uv == 1 && nobj > 0)) {
+        if (app == 0) {   /* legacy: must really be kvsim's */
+            int64_t cols = 0;
+            if (query_int(h, "SELECT count(*) FROM pragma_table_info('runs') WHERE name IN "
+                             "('run_id','config_hash','config_json','status','kvsim_version')", &cols) || cols != 5) {
+                kvs_seterr(err, errlen, "%s: a SQLite database that is not a kvsim database (no kvsim schema stamp); "
+                         "left untouched: give a new file or a kvsim results database", path);
+                return -1;
+            }
+            *legacy = 1;
+        }
+        if (uv != KVS_DB_SCHEMA_VERSION) {
+            kvs_seterr(err, errlen, "%s: kvsim schema version %lld, this kvsim reads and writes version %d", path,
+                     (long long)uv, KVS_DB_SCHEMA_VERSION);
+            return -1;
+        }
+        return 1;
+    }
+    if (app == 0 && uv == 0 && nobj == 0) return 0;
+    kvs_seterr(err, errlen, "%s: a SQLite database that is not a kvsim database (no kvsim schema stamp); left "
+             "untouched: give a new file or a kvsim results database", path);
+    return -1;
+}
+
 int kvs_db_open(const char *path, kvs_db **out, char *err, size_t errlen) {
     *out = NULL;
+    if (check_path(path, err, errlen)) return -1;
     kvs_db *db = calloc(1, sizeof *db);
     if (!db || !(db->path = strdup(path))) {
         free(db);
-        snprintf(err, errlen, "%s: out of memory", path);
+        kvs_seterr(err, errlen, "%s: out of memory", path);
         return -1;
     }
     if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, NULL) != SQLITE_OK) {
@@ -83,20 +160,10 @@ int kvs_db_open(const char *path, kvs_db **out, char *err, size_t errlen) {
     }
     sqlite3_busy_timeout(db->h, 30000);
     sqlite3_extended_result_codes(db->h, 1);
-    /* Is it a database at all (and of our schema version)? */
-    sqlite3_stmt *st = NULL;
-    int uv = -1;
-    if (sqlite3_prepare_v2(db->h, "PRAGMA user_version", -1, &st, NULL) != SQLITE_OK ||
-        sqlite3_step(st) != SQLITE_ROW) {
-        sqlite3_finalize(st);
-        fail(db, err, errlen, "not a usable SQLite database");
-        kvs_db_close(db);
-        return -1;
-    }
-    uv = sqlite3_column_int(st, 0);
-    sqlite3_finalize(st);
-    if (uv != 0 && uv != KVS_DB_SCHEMA_VERSION) {
-        snprintf(err, errlen, "%s: schema version %d, this kvsim writes version %d", path, uv, KVS_DB_SCHEMA_VERSION);
+    /* Is it ours (or empty)?  Decided before any write, WAL mode included. */
+    int legacy = 0;
+    int kind = classify(db->h, path, &legacy, err, errlen);
+    if (kind < 0) {
         kvs_db_close(db);
         return -1;
     }
@@ -105,14 +172,23 @@ int kvs_db_open(const char *path, kvs_db **out, char *err, size_t errlen) {
         kvs_db_close(db);
         return -1;
     }
-    if (uv == 0) {
-        char sql[64];
-        if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot lock to create the schema") ) {
+    if (kind == 1 && !legacy) {   /* a kvsim database of an earlier build may lack a newer table */
+        int64_t have = 0, want = 0;
+        for (const char *q = SCHEMA_SQL; (q = strstr(q, "CREATE TABLE")) != NULL; q++) want++;
+        if (query_int(db->h, "SELECT count(*) FROM sqlite_master WHERE type='table'", &have) == 0 && have < want)
+            legacy = 1;   /* create what is missing (CREATE TABLE IF NOT EXISTS) */
+    }
+    if (kind == 0 || legacy) {
+        char sql[128];
+        if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot lock to create the schema")) {
             kvs_db_close(db);
             return -1;
         }
-        snprintf(sql, sizeof sql, "PRAGMA user_version=%d", KVS_DB_SCHEMA_VERSION);
-        if (exec(db, SCHEMA_SQL, err, errlen, "cannot create schema") ||
+        /* Re-check under the lock: another process may have created it. */
+        int k2 = classify(db->h, path, &legacy, err, errlen);
+        snprintf(sql, sizeof sql, "PRAGMA user_version=%d; PRAGMA application_id=%d", KVS_DB_SCHEMA_VERSION,
+                 KVS_DB_APP_ID);
+        if (k2 < 0 || exec(db, SCHEMA_SQL, err, errlen, "cannot create schema") ||
             exec(db, sql, err, errlen, "cannot set schema version") ||
             exec(db, "COMMIT", err, errlen, "cannot commit schema")) {
             sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
@@ -122,6 +198,70 @@ int kvs_db_open(const char *path, kvs_db **out, char *err, size_t errlen) {
     }
     *out = db;
     return 0;
+}
+
+int kvs_db_open_ro(const char *path, kvs_db **out, char *err, size_t errlen) {
+    *out = NULL;
+    if (check_path(path, err, errlen)) return -1;
+    struct stat st;
+    if (stat(path, &st) != 0) {
+        kvs_seterr(err, errlen, "%s: %s", path, strerror(errno));
+        return -1;
+    }
+    kvs_db *db = calloc(1, sizeof *db);
+    if (!db || !(db->path = strdup(path))) {
+        free(db);
+        kvs_seterr(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    if (sqlite3_open_v2(path, &db->h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
+        fail(db, err, errlen, "cannot open database");
+        kvs_db_close(db);
+        return -1;
+    }
+    sqlite3_busy_timeout(db->h, 30000);
+    int legacy = 0, kind = classify(db->h, path, &legacy, err, errlen);
+    if (kind == 0) kvs_seterr(err, errlen, "%s: an empty file, not a kvsim results database", path);
+    if (kind <= 0) {
+        kvs_db_close(db);
+        return -1;
+    }
+    *out = db;
+    return 0;
+}
+
+int kvs_db_lock(const char *db_path, int *fd_out, char *err, size_t errlen) {
+    char p[PATH_MAX + 8];
+    *fd_out = -1;
+    if (check_path(db_path, err, errlen)) return -1;
+    snprintf(p, sizeof p, "%s.lock", db_path);
+    int fd = open(p, O_RDWR | O_CREAT | O_CLOEXEC, 0666);
+    if (fd < 0) {
+        kvs_seterr(err, errlen, "%s: cannot create the lock file: %s", p, strerror(errno));
+        return -1;
+    }
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        int e = errno;
+        char who[64] = "";
+        ssize_t n = pread(fd, who, sizeof who - 1, 0);
+        who[n > 0 ? n : 0] = 0;
+        who[strcspn(who, "\n")] = 0;
+        close(fd);
+        if (e == EWOULDBLOCK)
+            kvs_seterr(err, errlen, "%s: another kvsim (%s) is filling this database (lock %s held); wait for it or "
+                     "use another --db", db_path, *who ? who : "pid unknown", p);
+        else kvs_seterr(err, errlen, "%s: cannot lock: %s", p, strerror(e));
+        return -1;
+    }
+    char me[64];
+    int n = snprintf(me, sizeof me, "pid %ld\n", (long)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, me, (size_t)n, 0) != n) { /* the lock holds even so */ }
+    *fd_out = fd;
+    return 0;
+}
+
+void kvs_db_unlock(int fd) {
+    if (fd >= 0) close(fd);   /* releases the flock */
 }
 
 void kvs_db_close(kvs_db *db) {
@@ -160,7 +300,7 @@ int kvs_db_run_begin(kvs_db *db, const kvs_run_info *info, int64_t want_id, int6
     if (info->sweep_id) sqlite3_bind_text(st, 7, info->sweep_id, -1, SQLITE_TRANSIENT);
     else sqlite3_bind_null(st, 7);
     sqlite3_bind_text(st, 8, info->kind ? info->kind : "eval", -1, SQLITE_TRANSIENT);
-    sqlite3_bind_text(st, 9, KVSIM_VERSION, -1, SQLITE_STATIC);
+    sqlite3_bind_text(st, 9, KVSIM_VERSION "+" KVSIM_GIT_REV, -1, SQLITE_STATIC);
     int rc = sqlite3_step(st);
     sqlite3_finalize(st);
     if (rc != SQLITE_DONE) return fail(db, err, errlen, "cannot insert run");
@@ -228,8 +368,37 @@ int kvs_db_run_commit(kvs_db *db, int64_t run_id, const kvs_run_rows *r, char *e
         sqlite3_bind_int64(sv, 1, run_id);
         sqlite3_bind_text(sv, 2, r->values[i].name, -1, SQLITE_TRANSIENT);
         sqlite3_bind_double(sv, 3, r->values[i].value);
-        BIND_OR_FAIL(step_done(sv), "cannot write run_values");
+        if (!step_done(sv)) {
+            char what[128];
+            snprintf(what, sizeof what, "cannot write run_values '%s'", r->values[i].name);
+            fail(db, err, errlen, what);
+            goto rollback;
+        }
     }
+    if (r->n_decode) {   /* decode_metrics (kvsim decode; DECODE) */
+        sqlite3_stmt *sd = NULL;
+        int ok = sqlite3_prepare_v2(db->h, "INSERT INTO decode_metrics VALUES(?,?,?,?,?,?,?,?,?,?,?)", -1, &sd,
+                                    NULL) == SQLITE_OK;
+        for (size_t i = 0; ok && i < r->n_decode; i++) {
+            const kvs_decode_row *x = &r->decode[i];
+            sqlite3_bind_int64(sd, 1, run_id);
+            sqlite3_bind_int(sd, 2, x->step);
+            sqlite3_bind_int(sd, 3, x->pos);
+            if (x->target >= 0) sqlite3_bind_int(sd, 4, x->target); else sqlite3_bind_null(sd, 4);
+            sqlite3_bind_int(sd, 5, x->token);
+            sqlite3_bind_int(sd, 6, x->token_full);
+            sqlite3_bind_double(sd, 7, x->nll);
+            sqlite3_bind_double(sd, 8, x->nll_full);
+            sqlite3_bind_double(sd, 9, x->kl);
+            sqlite3_bind_int(sd, 10, x->top1_agree);
+            sqlite3_bind_double(sd, 11, x->tokens_exact);
+            ok = step_done(sd);
+        }
+        sqlite3_finalize(sd);
+        BIND_OR_FAIL(ok, "cannot write decode_metrics");
+    }
+    /* a module's own tables (kvsim serve), in this same transaction */
+    if (r->extra && r->extra(db->h, run_id, r->extra_ctx, err, errlen)) goto rollback;
     BIND_OR_FAIL(sqlite3_prepare_v2(db->h,
         "UPDATE runs SET status='complete', finished_at=strftime('%Y-%m-%dT%H:%M:%fZ','now')"
         " WHERE run_id=? AND status='running'", -1, &su, NULL) == SQLITE_OK, "prepare status update");
@@ -315,71 +484,226 @@ bad:
     return -1;
 }
 
-int kvs_db_merge_from(kvs_db *db, const char *src, int64_t *n_runs, char *err, size_t errlen) {
-    sqlite3_stmt *st = NULL;
-    char *sql = NULL;
-    int64_t n = 0;
-    /* Open the shard alone first: it must be one of ours. */
-    kvs_db *s = NULL;
-    if (kvs_db_open(src, &s, err, errlen) != 0) return -1;
-    kvs_db_close(s);
-    sql = sqlite3_mprintf("ATTACH DATABASE %Q AS shard", src);
-    if (exec(db, sql, err, errlen, "cannot attach shard")) {
-        sqlite3_free(sql);
-        return -1;
+int kvs_db_drop_incomplete_n(kvs_db *db, const char *const *hashes, size_t n, char *err, size_t errlen) {
+    static const char *const tables[] = {"head_metrics", "step_metrics", "link_util", "run_values", "runs"};
+    sqlite3_stmt *st[5] = {0};
+    char sql[256];
+    if (n == 0) return 0;
+    if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot lock")) return -1;
+    for (int i = 0; i < 5; i++) {
+        if (i < 4)
+            snprintf(sql, sizeof sql,
+                     "DELETE FROM %s WHERE run_id IN (SELECT run_id FROM runs WHERE config_hash=?1 AND status<>'complete')",
+                     tables[i]);
+        else snprintf(sql, sizeof sql, "DELETE FROM runs WHERE config_hash=?1 AND status<>'complete'");
+        if (sqlite3_prepare_v2(db->h, sql, -1, &st[i], NULL) != SQLITE_OK) goto bad;
     }
-    sqlite3_free(sql);
-    /* A run id present in both with another hash is a conflict. */
-    if (sqlite3_prepare_v2(db->h,
-            "SELECT s.run_id FROM shard.runs s JOIN main.runs m ON m.run_id = s.run_id"
-            " WHERE s.status='complete' AND m.config_hash <> s.config_hash LIMIT 1", -1, &st, NULL) != SQLITE_OK)
-        goto bad;
-    if (sqlite3_step(st) == SQLITE_ROW) {
-        snprintf(err, errlen, "%s: run %lld of shard %s has another configuration than run %lld here",
-                 db->path, (long long)sqlite3_column_int64(st, 0), src, (long long)sqlite3_column_int64(st, 0));
-        sqlite3_finalize(st);
-        sqlite3_exec(db->h, "DETACH DATABASE shard", NULL, NULL, NULL);
-        return -1;
-    }
-    sqlite3_finalize(st);
-    st = NULL;
-    if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot lock")) goto detach;
-    if (exec(db,
-             "CREATE TEMP TABLE IF NOT EXISTS merge_ids(run_id INTEGER PRIMARY KEY);"
-             "DELETE FROM merge_ids;"
-             /* drop incomplete leftovers here whose id the shard completes */
-             "INSERT INTO merge_ids SELECT s.run_id FROM shard.runs s WHERE s.status='complete'"
-             " AND NOT EXISTS (SELECT 1 FROM main.runs m WHERE m.run_id=s.run_id AND m.status='complete');"
-             "DELETE FROM main.head_metrics WHERE run_id IN merge_ids;"
-             "DELETE FROM main.step_metrics WHERE run_id IN merge_ids;"
-             "DELETE FROM main.link_util WHERE run_id IN merge_ids;"
-             "DELETE FROM main.run_values WHERE run_id IN merge_ids;"
-             "DELETE FROM main.runs WHERE run_id IN merge_ids;"
-             "INSERT INTO main.runs SELECT * FROM shard.runs WHERE run_id IN merge_ids;"
-             "INSERT INTO main.head_metrics SELECT * FROM shard.head_metrics WHERE run_id IN merge_ids;"
-             "INSERT INTO main.step_metrics SELECT * FROM shard.step_metrics WHERE run_id IN merge_ids;"
-             "INSERT INTO main.link_util SELECT * FROM shard.link_util WHERE run_id IN merge_ids;"
-             "INSERT INTO main.run_values SELECT * FROM shard.run_values WHERE run_id IN merge_ids;",
-             err, errlen, "cannot merge shard")) {
-        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-        goto detach;
-    }
-    n = sqlite3_changes(db->h);
-    if (sqlite3_prepare_v2(db->h, "SELECT count(*) FROM merge_ids", -1, &st, NULL) == SQLITE_OK &&
-        sqlite3_step(st) == SQLITE_ROW)
-        n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    if (exec(db, "COMMIT", err, errlen, "cannot commit merge")) {
-        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
-        goto detach;
-    }
-    sqlite3_exec(db->h, "DETACH DATABASE shard", NULL, NULL, NULL);
-    if (n_runs) *n_runs = n;
-    return 0;
+    for (size_t k = 0; k < n; k++)
+        for (int i = 0; i < 5; i++) {
+            sqlite3_bind_text(st[i], 1, hashes[k], -1, SQLITE_TRANSIENT);
+            if (!step_done(st[i])) goto bad;
+        }
+    for (int i = 0; i < 5; i++) sqlite3_finalize(st[i]);
+    return exec(db, "COMMIT", err, errlen, "cannot commit");
 bad:
-    fail(db, err, errlen, "merge query failed");
-    sqlite3_finalize(st);
-detach:
-    sqlite3_exec(db->h, "DETACH DATABASE shard", NULL, NULL, NULL);
+    fail(db, err, errlen, "cannot drop incomplete runs");
+    for (int i = 0; i < 5; i++) sqlite3_finalize(st[i]);
+    sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
     return -1;
+}
+
+/* Copies the rows of `table` in src whose run_id is old_id into db's table
+ * of the same name, with run_id new_id; columns matched by name. */
+static int copy_rows(kvs_db *db, sqlite3 *src, const char *src_path, const char *table, int64_t old_id,
+                     int64_t new_id, char *err, size_t errlen) {
+    char *q = sqlite3_mprintf("SELECT * FROM \"%w\" WHERE run_id=?", table);
+    sqlite3_stmt *rd = NULL, *wr = NULL;
+    int rc = -1, s;
+    if (!q) abort();
+    if (sqlite3_prepare_v2(src, q, -1, &rd, NULL) != SQLITE_OK) {
+        kvs_seterr(err, errlen, "%s: %s: %s", src_path, table, sqlite3_errmsg(src));
+        goto out;
+    }
+    sqlite3_bind_int64(rd, 1, old_id);
+    int nc = sqlite3_column_count(rd), id_col = -1;
+    sqlite3_str *ins = sqlite3_str_new(NULL);
+    sqlite3_str_appendf(ins, "INSERT INTO main.\"%w\"(", table);
+    for (int c = 0; c < nc; c++) {
+        sqlite3_str_appendf(ins, "%s\"%w\"", c ? "," : "", sqlite3_column_name(rd, c));
+        if (!strcmp(sqlite3_column_name(rd, c), "run_id")) id_col = c;
+    }
+    sqlite3_str_appendall(ins, ") VALUES(");
+    for (int c = 0; c < nc; c++) sqlite3_str_appendf(ins, "%s?", c ? "," : "");
+    sqlite3_str_appendall(ins, ")");
+    char *isql = sqlite3_str_finish(ins);
+    if (!isql) abort();
+    if (id_col < 0 || sqlite3_prepare_v2(db->h, isql, -1, &wr, NULL) != SQLITE_OK) {
+        kvs_seterr(err, errlen, "%s: cannot copy table %s from %s: %s", db->path, table, src_path,
+                 id_col < 0 ? "no run_id column" : sqlite3_errmsg(db->h));
+        sqlite3_free(isql);
+        goto out;
+    }
+    sqlite3_free(isql);
+    while ((s = sqlite3_step(rd)) == SQLITE_ROW) {
+        for (int c = 0; c < nc; c++) {
+            if (c == id_col) sqlite3_bind_int64(wr, c + 1, new_id);
+            else sqlite3_bind_value(wr, c + 1, sqlite3_column_value(rd, c));
+        }
+        if (!step_done(wr)) {
+            kvs_seterr(err, errlen, "%s: cannot copy %s rows of run %lld from %s: %s", db->path, table,
+                     (long long)old_id, src_path, sqlite3_errmsg(db->h));
+            goto out;
+        }
+    }
+    if (s != SQLITE_DONE) {
+        kvs_seterr(err, errlen, "%s: reading %s: %s", src_path, table, sqlite3_errmsg(src));
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_free(q);
+    sqlite3_finalize(rd);
+    sqlite3_finalize(wr);
+    return rc;
+}
+
+/* One source into db, inside the caller's transaction. */
+static int merge_one(kvs_db *db, const char *src, kvs_db_merge_stats *ms, char *err, size_t errlen) {
+    kvs_db *s = NULL;
+    if (kvs_db_open_ro(src, &s, err, errlen)) return -1;
+    sqlite3_stmt *runs = NULL, *tabs = NULL, *have = NULL, *taken = NULL, *maxid = NULL, *drop[5] = {0};
+    char **tables = NULL;
+    int n_tables = 0, rc = -1, st;
+    /* child tables: every table of the source with a run_id column, but runs */
+    if (sqlite3_prepare_v2(s->h,
+            "SELECT m.name FROM sqlite_master m WHERE m.type='table' AND m.name<>'runs' AND m.name NOT LIKE 'sqlite_%'"
+            " AND EXISTS (SELECT 1 FROM pragma_table_info(m.name) p WHERE p.name='run_id') ORDER BY m.name",
+            -1, &tabs, NULL) != SQLITE_OK) {
+        fail(s, err, errlen, "cannot list tables");
+        goto out;
+    }
+    while (sqlite3_step(tabs) == SQLITE_ROW) {
+        tables = realloc(tables, (size_t)(n_tables + 1) * sizeof *tables);
+        if (!tables || !(tables[n_tables] = strdup((const char *)sqlite3_column_text(tabs, 0)))) abort();
+        n_tables++;
+    }
+    /* a module's own tables (kvsim serve's serve_*) exist only in databases
+     * that hold such runs: create those this database lacks from the
+     * source's schema (SERVE2; MPI serve sweeps merge shards into a new file) */
+    for (int i = 0; i < n_tables; i++) {
+        sqlite3_stmt *ddl = NULL, *here = NULL;
+        int ok = sqlite3_prepare_v2(s->h, "SELECT sql FROM sqlite_master WHERE type='table' AND name=?1", -1, &ddl,
+                                    NULL) == SQLITE_OK &&
+                 sqlite3_prepare_v2(db->h, "SELECT 1 FROM main.sqlite_master WHERE type='table' AND name=?1", -1,
+                                    &here, NULL) == SQLITE_OK;
+        if (ok) {
+            sqlite3_bind_text(ddl, 1, tables[i], -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(here, 1, tables[i], -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(here) != SQLITE_ROW && sqlite3_step(ddl) == SQLITE_ROW && sqlite3_column_text(ddl, 0))
+                ok = sqlite3_exec(db->h, (const char *)sqlite3_column_text(ddl, 0), NULL, NULL, NULL) == SQLITE_OK;
+        }
+        sqlite3_finalize(ddl);
+        sqlite3_finalize(here);
+        if (!ok) {
+            kvs_seterr(err, errlen, "%s: cannot create table %s from %s: %s", db->path, tables[i], src,
+                       sqlite3_errmsg(db->h));
+            goto out;
+        }
+    }
+    if (sqlite3_prepare_v2(s->h, "SELECT run_id, config_hash FROM runs WHERE status='complete' ORDER BY run_id", -1,
+                           &runs, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->h, "SELECT 1 FROM main.runs WHERE config_hash=? AND status='complete' LIMIT 1", -1,
+                           &have, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->h, "SELECT 1 FROM main.runs WHERE run_id=?", -1, &taken, NULL) != SQLITE_OK ||
+        sqlite3_prepare_v2(db->h, "SELECT COALESCE(MAX(run_id), 0) FROM main.runs", -1, &maxid, NULL) != SQLITE_OK) {
+        kvs_seterr(err, errlen, "%s: merging %s: %s", db->path, src,
+                 runs ? sqlite3_errmsg(db->h) : sqlite3_errmsg(s->h));
+        goto out;
+    }
+    {
+        static const char *const t[] = {"head_metrics", "step_metrics", "link_util", "run_values", "runs"};
+        for (int i = 0; i < 5; i++) {
+            char *q = sqlite3_mprintf("DELETE FROM main.%s WHERE run_id IN (SELECT run_id FROM main.runs WHERE "
+                                      "config_hash=?1 AND status<>'complete')", t[i]);
+            int ok = sqlite3_prepare_v2(db->h, q, -1, &drop[i], NULL) == SQLITE_OK;
+            sqlite3_free(q);
+            if (!ok) {
+                fail(db, err, errlen, "prepare merge");
+                goto out;
+            }
+        }
+    }
+    while ((st = sqlite3_step(runs)) == SQLITE_ROW) {
+        int64_t old_id = sqlite3_column_int64(runs, 0);
+        const char *hash = (const char *)sqlite3_column_text(runs, 1);
+        sqlite3_bind_text(have, 1, hash ? hash : "", -1, SQLITE_TRANSIENT);
+        int dup = sqlite3_step(have) == SQLITE_ROW;
+        sqlite3_reset(have);
+        if (dup) {   /* the same identity is already complete here */
+            ms->skipped++;
+            continue;
+        }
+        for (int i = 0; i < 5; i++) {   /* leftovers of the same identity here */
+            sqlite3_bind_text(drop[i], 1, hash ? hash : "", -1, SQLITE_TRANSIENT);
+            if (!step_done(drop[i])) {
+                fail(db, err, errlen, "cannot drop incomplete runs");
+                goto out;
+            }
+        }
+        sqlite3_bind_int64(taken, 1, old_id);
+        int64_t new_id = old_id;
+        if (sqlite3_step(taken) == SQLITE_ROW) {   /* id in use: renumber */
+            sqlite3_step(maxid);
+            new_id = sqlite3_column_int64(maxid, 0) + 1;
+            sqlite3_reset(maxid);
+            ms->renumbered++;
+        }
+        sqlite3_reset(taken);
+        if (copy_rows(db, s->h, src, "runs", old_id, new_id, err, errlen)) goto out;
+        for (int i = 0; i < n_tables; i++)
+            if (copy_rows(db, s->h, src, tables[i], old_id, new_id, err, errlen)) goto out;
+        ms->merged++;
+    }
+    if (st != SQLITE_DONE) {
+        fail(s, err, errlen, "cannot read runs");
+        goto out;
+    }
+    rc = 0;
+out:
+    sqlite3_finalize(runs);
+    sqlite3_finalize(tabs);
+    sqlite3_finalize(have);
+    sqlite3_finalize(taken);
+    sqlite3_finalize(maxid);
+    for (int i = 0; i < 5; i++) sqlite3_finalize(drop[i]);
+    for (int i = 0; i < n_tables; i++) free(tables[i]);
+    free(tables);
+    kvs_db_close(s);
+    return rc;
+}
+
+int kvs_db_merge(kvs_db *db, const char *const *srcs, size_t n, kvs_db_merge_stats *ms, char *err, size_t errlen) {
+    kvs_db_merge_stats local;
+    if (!ms) ms = &local;
+    memset(ms, 0, sizeof *ms);
+    if (exec(db, "BEGIN IMMEDIATE", err, errlen, "cannot lock for the merge")) return -1;
+    for (size_t i = 0; i < n; i++)
+        if (merge_one(db, srcs[i], ms, err, errlen)) {
+            sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+            memset(ms, 0, sizeof *ms);
+            return -1;
+        }
+    if (exec(db, "COMMIT", err, errlen, "cannot commit the merge")) {
+        sqlite3_exec(db->h, "ROLLBACK", NULL, NULL, NULL);
+        memset(ms, 0, sizeof *ms);
+        return -1;
+    }
+    return 0;
+}
+
+int kvs_db_merge_from(kvs_db *db, const char *src, int64_t *n_runs, char *err, size_t errlen) {
+    kvs_db_merge_stats ms;
+    if (kvs_db_merge(db, &src, 1, &ms, err, errlen)) return -1;
+    if (n_runs) *n_runs = ms.merged;
+    return 0;
 }

@@ -1,6 +1,8 @@
 /* kvs_evq.c — indexed binary heap of events (see kvs_evq.h). */
 #include "kvs_evq.h"
+#include "kvs_util.h"
 #include <assert.h>
+#include <math.h>
 #include <stdlib.h>
 
 typedef struct {
@@ -25,6 +27,8 @@ struct kvs_evq {
     uint32_t n_slots, cap_slots, free_head;  /* free list, UINT32_MAX = empty */
     int64_t now;
     uint64_t seq, fired;
+    uint64_t limit;     /* 0: none */
+    int stopped;        /* 1: kvs_evq_stop, 2: limit */
 };
 
 static void *xrealloc(void *p, size_t n) {
@@ -89,7 +93,7 @@ static void sift_down(kvs_evq *q, size_t i) {
 }
 
 uint64_t kvs_evq_push(kvs_evq *q, int64_t t_ns, kvs_ev_fn fn, void *ctx, int64_t arg) {
-    assert(t_ns >= q->now && "event scheduled in the past");
+    KVS_CHECK(t_ns >= q->now);   /* an event in the past is a bug in the model */
     assert(fn);
     uint32_t slot;
     if (q->free_head != UINT32_MAX) {
@@ -164,10 +168,29 @@ int kvs_evq_pop(kvs_evq *q, kvs_event *out) {
 uint64_t kvs_evq_run(kvs_evq *q, int64_t until_ns) {
     uint64_t n0 = q->fired;
     kvs_event e;
-    while (q->n && (until_ns < 0 || q->h[0].t_ns <= until_ns)) {
+    while (q->n && !q->stopped && (until_ns < 0 || q->h[0].t_ns <= until_ns)) {
+        if (q->limit && q->fired >= q->limit) {
+            q->stopped = 2;
+            break;
+        }
         kvs_evq_pop(q, &e);
         e.fn(q, e.ctx, e.arg);
     }
+    if (q->stopped) return q->fired - n0;
     if (until_ns >= 0 && q->now < until_ns) q->now = until_ns;
     return q->fired - n0;
+}
+
+void kvs_evq_stop(kvs_evq *q) { q->stopped = 1; }
+void kvs_evq_set_limit(kvs_evq *q, uint64_t max_events) { q->limit = max_events; }
+int kvs_evq_stopped(const kvs_evq *q) { return q->stopped; }
+
+int64_t kvs_time_ceil_ns(double ns) {
+    if (!(ns >= -0.5) || !(ns <= (double)KVS_TIME_HORIZON_NS)) return -1;   /* NaN fails both */
+    double c = ceil(ns);
+    return c > 0 ? (int64_t)c : 0;
+}
+int64_t kvs_time_round_ns(double ns) {
+    if (!(ns >= -0.5) || !(ns <= (double)KVS_TIME_HORIZON_NS)) return -1;
+    return (int64_t)llround(ns);
 }

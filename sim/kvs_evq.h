@@ -10,6 +10,14 @@
  * unique for the life of the queue (slot + generation), so cancelling an id
  * that already fired or was cancelled is harmless (returns 0).
  *
+ * Pushing before now() is checked in every build (KVS_CHECK, a bug).
+ *
+ * Bounded runs: kvs_evq_stop() (from a callback) makes kvs_evq_run() return
+ * after the current event, and kvs_evq_set_limit() stops it once that many
+ * events have fired in total; kvs_evq_stopped() says which happened, so a
+ * model whose time became absurd (beyond KVS_TIME_HORIZON_NS) or a bug that
+ * would spin for ever ends with an error instead of a hang.
+ *
  * Ownership: the queue owns its storage; ctx pointers belong to the caller.
  * Errors: allocation failure aborts (assert-level bug, not bad input). */
 #ifndef KVS_EVQ_H
@@ -49,4 +57,20 @@ int kvs_evq_pop(kvs_evq *q, kvs_event *out);
 uint64_t kvs_evq_run(kvs_evq *q, int64_t until_ns);
 /* Total events fired or popped since creation. */
 uint64_t kvs_evq_fired(const kvs_evq *q);
+/* Stops kvs_evq_run after the current event (sticky). */
+void kvs_evq_stop(kvs_evq *q);
+/* At most max_events fired in total (0: no limit). */
+void kvs_evq_set_limit(kvs_evq *q, uint64_t max_events);
+/* 0: not stopped; 1: kvs_evq_stop; 2: the event limit was reached. */
+int kvs_evq_stopped(const kvs_evq *q);
+
+/* Simulated time limit: 1e15 ns (11.6 days).  No single decode step or
+ * transfer of a sane configuration comes near it, and int64 ns arithmetic
+ * on times below it cannot overflow. */
+#define KVS_TIME_HORIZON_NS 1000000000000000LL
+/* A duration in ns (double) rounded up to int64 ns; -1 when it is NaN,
+ * negative or above KVS_TIME_HORIZON_NS (never a wrapped value). */
+int64_t kvs_time_ceil_ns(double ns);
+/* The same, rounded to nearest. */
+int64_t kvs_time_round_ns(double ns);
 #endif

@@ -27,6 +27,28 @@
  * out.  Integer result: llround(the fixed terms) + ceil(the variable ones),
  * so with the config defaults (gap 0, efficiency 1, wave 0, estimate 0) the
  * attention time is the roofline kvs_gpu_kernel_ns gives.
+ *
+ * Graph mode (gpu.step_graph = 1; reports/fidelity/FIDELITY.md, "Whole
+ * decode steps"): the step is one CUDA graph, as serving engines run it and
+ * as `kvsim-gpu e2e` measures it.  Then
+ *   attention  = kernels·graph_kernel_ns + graph_attn_fixed_ns
+ *                + max(bytes / (graph_attn_bw_efficiency·hbm_bw), flops / flops_per_s)
+ *                [completion: + graph_estimate_fixed_ns·head_dim/128 + the feature-map term]
+ *   rest       = Σ over qkv, o, gate_up, down of kvs_gpu_gemv_ns + 5·graph_kernel_ns
+ *                (2 RMSNorms, RoPE + KV write, output cast, SwiGLU)
+ *   LM head    = graph_launch_ns (the step's one launch + sync) + 2·graph_kernel_ns
+ *                (embedding, final norm) + kvs_gpu_gemv_ns(vocab × hidden)
+ *   GEMV       = gemv_fixed_ns [+ gemv_splitk_ns when rows <= cols: cuBLAS adds a
+ *                split-K reduction kernel] + weight bytes / (eff(bytes)·hbm_bw), eff piecewise
+ *                linear in log2(bytes) through gemv_eff_8mb/_32mb/_128mb/_512mb
+ *                (clamped outside), measured by matrix shape (the batch <= 8 of a
+ *                decode step does not change a memory-bound GEMV's time; FLOPs
+ *                are a floor: max with 2·params·batch / flops_per_s);
+ *   one roofline kernel (kvs_gpu_kernel_ns) costs graph_kernel_ns instead of launch_ns.
+ * Selection (kvs_gpu_select_ns): a chain of `nodes` graph kernels
+ * (select_node_ns each) that read `bytes` and score and select `keys` keys of
+ * every problem: max(bytes / hbm_bw, keys·ns_per_key), ns_per_key =
+ * select_key_ns for Top-K's tokens, select_page_ns for Quest's pages.
  * Pure functions; no errors (inputs are checked by kvs_hw and the caller;
  * a zero problem count or negative sizes are caller bugs: assert). */
 #ifndef KVS_GPU_H
@@ -61,6 +83,20 @@ int64_t kvs_gpu_attn_waves(const kvs_hw *hw, const kvs_gpu_attn *a);
 int64_t kvs_gpu_attn_ns(const kvs_hw *hw, const kvs_gpu_attn *a);
 /* Rest of one layer for `batch` sequences; *bytes gets the HBM bytes read. */
 int64_t kvs_gpu_layer_rest_ns(const kvs_hw *hw, const kvs_model *m, int batch, double *bytes);
-/* LM head (0 when the model has no vocabulary). */
+/* LM head (0 when the model has no vocabulary); in graph mode it carries the
+ * step's graph launch (called once per step). */
 int64_t kvs_gpu_lm_head_ns(const kvs_hw *hw, const kvs_model *m, int batch, double *bytes);
+/* One weight GEMV of rows × cols (elem_bytes each) for `batch` sequences. */
+int64_t kvs_gpu_gemv_ns(const kvs_hw *hw, double rows, double cols, int elem_bytes, int batch);
+/* A selection chain: `nodes` graph kernels (graph mode; else one launch and
+ * launch_gap_ns per further node) reading `bytes` over `keys` keys. */
+int64_t kvs_gpu_select_ns(const kvs_hw *hw, int nodes, double bytes, double keys, double ns_per_key);
+/* Bytes and kernels of the multi-block selections of models/cuda
+ * (kvs_cuda_decode.cu) for `problems` (sequence, KV head) pairs:
+ * Top-K over n tokens (K rows, logits and scores written and read back),
+ * Quest over np pages (min/max metadata, the same per-page arrays). */
+#define KVS_GPU_TOPK_NODES 7
+#define KVS_GPU_QUEST_NODES 8
+double kvs_gpu_topk_select_bytes(int problems, double n, int head_dim, int group, int elem_bytes);
+double kvs_gpu_quest_select_bytes(int problems, double np, int head_dim, int group, int elem_bytes);
 #endif

@@ -18,8 +18,10 @@ static void mark_done(void *ctx, int64_t arg) {
 
 typedef enum { X_COPY_H2D, X_COPY_D2H, X_PAGES, X_SSD } xkind;
 
-/* Simulates one transfer alone on a fresh queue; returns its time in ns. */
-static int64_t sim_one(const kvs_hw *hw, xkind k, kvs_mech m, int64_t n, double s, int qd) {
+/* Simulates one transfer alone on a fresh queue; returns its time in ns, or
+ * -1 with the reason in why (a time beyond the horizon: kvs_net_error). */
+static int64_t sim_one(const kvs_hw *hw, xkind k, kvs_mech m, int64_t n, double s, int qd, char *why,
+                       size_t whylen) {
     kvs_evq *q = kvs_evq_new();
     kvs_xfer x;
     kvs_xfer_init(&x, q, hw);
@@ -32,10 +34,24 @@ static int64_t sim_one(const kvs_hw *hw, xkind k, kvs_mech m, int64_t n, double 
     }
     kvs_evq_run(q, -1);
     int64_t t = kvs_evq_now(q);
+    const char *ne = kvs_net_error(x.net);
+    snprintf(why, whylen, "%s", ne ? ne : "the transfer did not complete");
     kvs_xfer_free(&x);
     kvs_evq_free(q);
-    return fin ? t : -1;
+    return fin && !ne ? t : -1;
 }
+
+/* A row that cannot be simulated is an error, never a negative figure. */
+#define SIM(var, call)                                                                             \
+    do {                                                                                           \
+        var = (double)(call);                                                                      \
+        if (var < 0) {                                                                             \
+            kvs_seterr(err, errlen, "%s:%d: row '%s' cannot be simulated: %s", path, ln, w, why);  \
+            fclose(f);                                                                             \
+            free(b.r);                                                                             \
+            return -1;                                                                             \
+        }                                                                                          \
+    } while (0)
 
 typedef struct {
     kvs_hwval_row *r;
@@ -72,8 +88,8 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
         char *p = line;
         while (*p == ' ' || *p == '\t') p++;
         if (*p == '#' || *p == '\n' || *p == 0) continue;
-        double a[7];
-        char w[64];
+        double a[7], t;
+        char w[64], why[600];
         if (!strncmp(p, "device", 6) || !strncmp(p, "done", 4) || !strncmp(p, "ssd_seq_write_GBps", 18)) continue;
         if (sscanf(p, "launch+sync_us %lf", &a[0]) == 1) {
             add(&b, "kernel launch+sync", "us", a[0], hw->gpu.launch_ns * 1e-3, 0);
@@ -90,9 +106,11 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
         if (section == 1 && got == 5) {
             int64_t s = (int64_t)a[0];
             snprintf(w, sizeof w, "h2d copy %" PRId64 " B", s);
-            add(&b, w, "us", a[1], (double)sim_one(hw, X_COPY_H2D, 0, 1, a[0], 1) * 1e-3, 1);
+            SIM(t, sim_one(hw, X_COPY_H2D, 0, 1, a[0], 1, why, sizeof why));
+            add(&b, w, "us", a[1], t * 1e-3, 1);
             snprintf(w, sizeof w, "d2h copy %" PRId64 " B", s);
-            add(&b, w, "us", a[3], (double)sim_one(hw, X_COPY_D2H, 0, 1, a[0], 1) * 1e-3, 1);
+            SIM(t, sim_one(hw, X_COPY_D2H, 0, 1, a[0], 1, why, sizeof why));
+            add(&b, w, "us", a[3], t * 1e-3, 1);
             n_meas += 2;
         } else if (section == 2 && got == 5) {
             int64_t s = (int64_t)a[0], np = (int64_t)a[1];
@@ -101,14 +119,14 @@ int kvs_hwval_run(const kvs_hw *hw, const char *path, kvs_hwval_row **rows, size
             static const kvs_mech mm[3] = {KVS_MECH_PER_PAGE, KVS_MECH_GATHER_KERNEL, KVS_MECH_HOST_STAGED};
             for (int i = 0; i < 3; i++) {
                 snprintf(w, sizeof w, "%s %" PRId64 "x%" PRId64 " B", nm[i], np, s);
-                double t = (double)sim_one(hw, X_PAGES, mm[i], np, a[0], 1);
+                SIM(t, sim_one(hw, X_PAGES, mm[i], np, a[0], 1, why, sizeof why));
                 add(&b, w, "GB/s", a[2 + i], tot / t, 1);
                 n_meas++;
             }
         } else if (section == 3 && got == 7) {
             int64_t s = (int64_t)a[0], th = (int64_t)a[1], ios = (int64_t)a[2];
             snprintf(w, sizeof w, "SSD read %" PRId64 " B x %" PRId64 " thr", s, th);
-            double t = (double)sim_one(hw, X_SSD, 0, ios, a[0], (int)th);
+            SIM(t, sim_one(hw, X_SSD, 0, ios, a[0], (int)th, why, sizeof why));
             /* measured GB/s is rounded to 2 digits; IOPS carries the precision */
             add(&b, w, "GB/s", a[4] * a[0] * 1e-9, (double)ios * a[0] / t, 1);
             n_meas++;

@@ -9,6 +9,7 @@ typedef struct {
     double rem;        /* work left, bytes */
     double cap;        /* bytes/ns, 0 = none */
     double rate;       /* bytes/ns */
+    int64_t t_end;     /* completion time at the current rate (set by reshare) */
     kvs_done_fn done;
     void *ctx;
     int64_t arg;
@@ -22,6 +23,7 @@ typedef struct {
     int64_t last;      /* time rem was last brought up to date */
     uint64_t ev;       /* pending completion event, 0 = none */
     int64_t bytes, busy_ns, busy_since;
+    char hint[160];    /* the settings that decide this link's times, for errors */
 } link_t;
 
 typedef struct pend_s {   /* a flow waiting for its start delay */
@@ -36,7 +38,24 @@ struct kvs_net {
     kvs_evq *q;
     link_t *l;
     int nl, capl;
+    char err[512];     /* first failure (a time beyond the horizon), "" if none */
 };
+
+/* Records the first failure and stops the event loop. */
+static void net_fail(kvs_net *n, const link_t *l, double bytes, double t_ns) {
+    if (!n->err[0])
+        snprintf(n->err, sizeof n->err,
+                 "link %s: a transfer of %.4g bytes would take %.4g ns, beyond the simulated-time horizon of "
+                 "%.3g ns (%.3g days); check %s",
+                 l->name, bytes, t_ns, (double)KVS_TIME_HORIZON_NS, (double)KVS_TIME_HORIZON_NS / 86400e9, l->hint);
+    kvs_evq_stop(n->q);
+}
+
+const char *kvs_net_error(const kvs_net *n) { return n->err[0] ? n->err : NULL; }
+
+void kvs_net_set_hint(kvs_net *n, int link, const char *hint) {
+    snprintf(n->l[link].hint, sizeof n->l[link].hint, "%s", hint);
+}
 
 kvs_net *kvs_net_new(kvs_evq *q) {
     kvs_net *n = calloc(1, sizeof *n);
@@ -64,6 +83,7 @@ int kvs_net_add_link(kvs_net *n, const char *name, double bw_bytes_per_s) {
     link_t *l = &n->l[n->nl];
     memset(l, 0, sizeof *l);
     strncpy(l->name, name, sizeof l->name - 1);
+    snprintf(l->hint, sizeof l->hint, "the bandwidth of link %s", name);
     l->bw = bw_bytes_per_s * 1e-9;
     return n->nl++;
 }
@@ -118,9 +138,16 @@ static void reshare(kvs_net *n, int li) {
     int64_t now = kvs_evq_now(n->q), tmin = INT64_MAX;
     for (int i = 0; i < l->nf; i++) {
         double r = l->f[i].rem > 0 ? l->f[i].rem : 0;
-        double dt = ceil(r / l->f[i].rate - 1e-6);
-        int64_t t = now + (dt > 0 ? (int64_t)dt : 0);
-        if (t < tmin) tmin = t;
+        /* checked: a rate so low (or work so large) that the flow would end
+         * beyond the horizon is an error, never a wrapped int64 */
+        double dt = l->f[i].rate > 0 ? r / l->f[i].rate - 1e-6 : HUGE_VAL;
+        int64_t d = kvs_time_ceil_ns(dt < 0 ? 0 : dt);
+        if (d < 0 || d > KVS_TIME_HORIZON_NS - now) {
+            net_fail(n, l, r, dt);
+            return;
+        }
+        l->f[i].t_end = now + d;
+        if (l->f[i].t_end < tmin) tmin = l->f[i].t_end;
     }
     l->ev = kvs_evq_push(n->q, tmin, on_link_event, n, li);
 }
@@ -130,12 +157,15 @@ static void on_link_event(kvs_evq *q, void *ctx, int64_t arg) {
     link_t *l = &n->l[arg];
     l->ev = 0;
     settle(n, l);
-    /* finish every flow whose work is done (within rounding of one ns) */
+    /* finish every flow whose work is done (within rounding of one ns) or
+     * whose completion time has come: every link event ends at least one
+     * flow, so the loop always progresses, whatever the rounding */
     flow_t done[64];
     int nd = 0;
+    int64_t now = kvs_evq_now(q);
     for (int i = 0; i < l->nf;) {
         flow_t *f = &l->f[i];
-        if (f->rem <= f->rate * 1e-3 + 1e-9 && nd < 64) {
+        if ((f->rem <= f->rate * 1e-3 + 1e-9 || f->t_end <= now) && nd < 64) {
             done[nd++] = *f;
             l->f[i] = l->f[--l->nf];
         } else {
@@ -159,7 +189,7 @@ static void start_flow(kvs_net *n, int li, double bytes, double work, double cap
         if (!l->f) abort();
     }
     if (!l->nf) l->busy_since = kvs_evq_now(n->q);
-    l->f[l->nf++] = (flow_t){work, cap * 1e-9, 0, done, ctx, arg};
+    l->f[l->nf++] = (flow_t){work, cap * 1e-9, 0, INT64_MAX, done, ctx, arg};
     l->bytes += (int64_t)llround(bytes);
     reshare(n, li);
 }
@@ -177,7 +207,12 @@ void kvs_net_flow(kvs_net *n, int link, double bytes, double work_bytes, double 
                   int64_t delay_ns, kvs_done_fn done, void *ctx, int64_t arg) {
     assert(link >= 0 && link < n->nl);
     assert(work_bytes >= bytes && bytes >= 0);
-    if (delay_ns <= 0) {
+    if (n->err[0]) return;   /* already failed: the loop is stopping */
+    if (delay_ns < 0 || delay_ns > KVS_TIME_HORIZON_NS - kvs_evq_now(n->q)) {
+        net_fail(n, &n->l[link], bytes, (double)delay_ns);
+        return;
+    }
+    if (delay_ns == 0) {
         start_flow(n, link, bytes, work_bytes, cap_bytes_per_s, done, ctx, arg);
         return;
     }
@@ -199,7 +234,17 @@ void kvs_xfer_init(kvs_xfer *x, kvs_evq *q, const kvs_hw *hw) {
     x->gpu_to_host = kvs_net_add_link(x->net, "gpu_to_host", hw->gpu_to_host.bw_bytes_per_s);
     x->ssd_to_host = kvs_net_add_link(x->net, "ssd_to_host", hw->ssd_to_host.bw_bytes_per_s);
     x->ssd_to_gpu = hw->ssd_to_gpu.present ? kvs_net_add_link(x->net, "ssd_to_gpu", hw->ssd_to_gpu.bw_bytes_per_s) : -1;
-    x->host_gather = kvs_net_add_link(x->net, "host_gather", hw->host.gather_bw_bytes_per_s);
+    x->host_gather = kvs_net_add_link(x->net, "host_gather", kvs_hw_host_copy_bw(hw));
+    kvs_net_set_hint(x->net, x->host_to_gpu,
+                     "links.host_to_gpu.bw_bytes_per_s, lat_ns, per_request_ns (and gather_kernel.link_efficiency, "
+                     "cap_bytes_per_s, launch_ns)");
+    kvs_net_set_hint(x->net, x->gpu_to_host, "links.gpu_to_host.bw_bytes_per_s, lat_ns, per_request_ns");
+    kvs_net_set_hint(x->net, x->ssd_to_host,
+                     "links.ssd_to_host.bw_bytes_per_s, stream_bw_bytes_per_s, lat_ns, per_request_ns");
+    if (x->ssd_to_gpu >= 0)
+        kvs_net_set_hint(x->net, x->ssd_to_gpu,
+                         "links.ssd_to_gpu.bw_bytes_per_s, stream_bw_bytes_per_s, lat_ns, per_request_ns");
+    kvs_net_set_hint(x->net, x->host_gather, "host.gather_bw_bytes_per_s x host.gather_threads");
 }
 
 void kvs_xfer_free(kvs_xfer *x) {
@@ -219,13 +264,21 @@ void kvs_xfer_copies(kvs_xfer *x, int link, int64_t n, double s, kvs_done_fn don
     const kvs_hw_link *p = link_params(x, link);
     double bytes = (double)n * s;
     double work = bytes + (double)n * p->per_request_ns * 1e-9 * p->bw_bytes_per_s;
-    kvs_net_flow(x->net, link, bytes, work, 0, (int64_t)llround(p->lat_ns), done, ctx, arg);
+    kvs_net_flow(x->net, link, bytes, work, 0, kvs_time_round_ns(p->lat_ns), done, ctx, arg);
+}
+
+/* The gather kernel, started launch_ns after the request. */
+static void gather_kernel(kvs_xfer *x, int64_t n, double s, double launch_ns, kvs_done_fn done, void *ctx,
+                          int64_t arg) {
+    double bytes = (double)n * s;
+    /* the kernel's rate follows the link: link_efficiency x bw, under its own cap if any */
+    x->mech_bytes[KVS_MECH_GATHER_KERNEL] += bytes;
+    kvs_net_flow(x->net, x->host_to_gpu, bytes, bytes, kvs_hw_gather_kernel_bw(x->hw), kvs_time_round_ns(launch_ns),
+                 done, ctx, arg);
 }
 
 void kvs_xfer_gather_kernel(kvs_xfer *x, int64_t n, double s, kvs_done_fn done, void *ctx, int64_t arg) {
-    double bytes = (double)n * s;
-    kvs_net_flow(x->net, x->host_to_gpu, bytes, bytes, x->hw->gather_kernel.bw_bytes_per_s,
-                 (int64_t)llround(x->hw->gather_kernel.launch_ns), done, ctx, arg);
+    gather_kernel(x, n, s, x->hw->gather_kernel.launch_ns, done, ctx, arg);
 }
 
 typedef struct {
@@ -249,17 +302,26 @@ void kvs_xfer_host_staged(kvs_xfer *x, int64_t n, double s, kvs_done_fn done, vo
     assert(st);
     if (!st) abort();
     *st = (stage_t){x, (double)n * s, done, ctx, arg};
+    x->mech_bytes[KVS_MECH_HOST_STAGED] += st->bytes;
     kvs_net_flow(x->net, x->host_gather, st->bytes, st->bytes, 0, 0, staged_copy, st, 0);
+}
+
+void kvs_xfer_pages_to_gpu_launch(kvs_xfer *x, kvs_mech m, int64_t n, double s, double gather_launch_ns,
+                                  kvs_done_fn done, void *ctx, int64_t arg) {
+    switch (m) {
+    case KVS_MECH_PER_PAGE:
+        x->mech_bytes[KVS_MECH_PER_PAGE] += (double)n * s;
+        kvs_xfer_copies(x, x->host_to_gpu, n, s, done, ctx, arg);
+        return;
+    case KVS_MECH_GATHER_KERNEL: gather_kernel(x, n, s, gather_launch_ns, done, ctx, arg); return;
+    case KVS_MECH_HOST_STAGED: kvs_xfer_host_staged(x, n, s, done, ctx, arg); return;
+    }
+    assert(0);
 }
 
 void kvs_xfer_pages_to_gpu(kvs_xfer *x, kvs_mech m, int64_t n, double s, kvs_done_fn done, void *ctx,
                            int64_t arg) {
-    switch (m) {
-    case KVS_MECH_PER_PAGE: kvs_xfer_copies(x, x->host_to_gpu, n, s, done, ctx, arg); return;
-    case KVS_MECH_GATHER_KERNEL: kvs_xfer_gather_kernel(x, n, s, done, ctx, arg); return;
-    case KVS_MECH_HOST_STAGED: kvs_xfer_host_staged(x, n, s, done, ctx, arg); return;
-    }
-    assert(0);
+    kvs_xfer_pages_to_gpu_launch(x, m, n, s, x->hw->gather_kernel.launch_ns, done, ctx, arg);
 }
 
 double kvs_ssd_iops(const kvs_hw_link *p, double s, int n_out) {

@@ -8,6 +8,7 @@
 #include "kvs_gpu.h"
 #include "kvs_link.h"
 #include "kvs_preset.h"
+#include "kvs_util.h"
 #include <assert.h>
 #include <inttypes.h>
 #include <math.h>
@@ -35,6 +36,8 @@ typedef struct rp {
     const kvs_hw *hw;
     kvs_model m;
     int batch;
+    kvs_replay_sel sel;         /* the selector whose chain each layer pays */
+    double sel_ns, sel_bytes;   /* selection totals over the run */
     const kvs_access_log *log;
     int S, Llog, Hlog, pt, Lt, Ht, hd, eb, gq;
     double pb;                  /* bytes of one page of one KV head of one sequence */
@@ -42,7 +45,6 @@ typedef struct rp {
     int64_t n_pg;               /* pages per (layer, head): ceil(n_ctx / pt) */
     kvs_evq *q;
     kvs_xfer x;
-    kvs_hw hw_chain;            /* *hw with the gather kernel as a link of the attention chain */
     kvs_cache *cache;
     pf_slot *pf;                /* [Lt] */
     uint32_t *pf_gen, *pf_used; /* [Lt·Ht·n_pg]: generation that prefetched / used a page */
@@ -61,7 +63,37 @@ typedef struct rp {
     /* scratch for prefetch issue */
     uint64_t *tmp;
     int tmp_cap;
+    char err[600];              /* first failure (a time beyond the horizon), "" if none */
 } rp;
+
+/* Records the first failure and stops the event loop (never a wrapped time). */
+static void rp_fail(rp *r, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void rp_fail(rp *r, const char *fmt, ...) {
+    if (!r->err[0]) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->err, sizeof r->err, fmt, ap);
+        va_end(ap);
+    }
+    kvs_evq_stop(r->q);
+}
+
+/* Pushes fn at now + dt when that stays within the horizon; otherwise fails
+ * naming `what` and the settings in `hint`.  Returns 0 or -1. */
+static int push_after(rp *r, int64_t dt, const char *what, const char *hint, kvs_ev_fn fn) {
+    int64_t now = kvs_evq_now(r->q);
+    if (dt < 0 || dt > KVS_TIME_HORIZON_NS - now) {
+        rp_fail(r,
+                "step %d layer %d: %s would end beyond the simulated-time horizon of %.3g ns (%.3g days); "
+                "check %s",
+                r->s, r->l, what, (double)KVS_TIME_HORIZON_NS, (double)KVS_TIME_HORIZON_NS / 86400e9, hint);
+        return -1;
+    }
+    kvs_evq_push(r->q, now + dt, fn, r, 0);
+    return 0;
+}
+
+#define GPU_HINT "gpu.hbm_bw_bytes_per_s, gpu.flops_per_s, gpu.launch_ns, gpu.attn_bw_efficiency, the batch"
 
 
 static int log_layer(const rp *r, int l) { return (int)((int64_t)l * r->Llog / r->Lt); }
@@ -143,9 +175,11 @@ static void fetch(rp *r, int64_t n_host, int64_t n_ssd, group *g, int chained) {
         g->pending++;
         /* a demand gather kernel feeds the attention directly: one more link
          * of its kernel chain (launch_gap_ns), not a launch of its own */
-        if (chained) r->x.hw = &r->hw_chain;
-        kvs_xfer_pages_to_gpu(&r->x, r->hw->policy.mechanism, n_host * b, r->pb, group_done, g, 0);
-        r->x.hw = r->hw;
+        double gather_launch_ns = !chained              ? r->hw->gather_kernel.launch_ns
+                                  : r->hw->gpu.step_graph ? r->hw->gpu.graph_kernel_ns   /* a node of the step graph */
+                                                          : r->hw->gpu.launch_gap_ns;
+        kvs_xfer_pages_to_gpu_launch(&r->x, r->hw->policy.mechanism, n_host * b, r->pb, gather_launch_ns, group_done,
+                                     g, 0);
         row->bytes_host_to_gpu += (int64_t)llround((double)(n_host * b) * r->pb);
     }
     if (n_ssd > 0) {
@@ -201,6 +235,7 @@ static void step_end(kvs_evq *q, void *ctx, int64_t arg) {
     (void)arg;
     rp *r = ctx;
     r->rows[r->s].latency_ns = kvs_evq_now(q) - r->t_step0;
+    KVS_CHECK(r->rows[r->s].latency_ns >= 0);   /* time never goes back */
     if (r->s + 1 < r->S) {
         r->s++;
         r->l = 0;
@@ -210,6 +245,7 @@ static void step_end(kvs_evq *q, void *ctx, int64_t arg) {
 
 static void layer_end(kvs_evq *q, void *ctx, int64_t arg) {
     (void)arg;
+    (void)q;
     rp *r = ctx;
     if (r->l + 1 < r->Lt) {
         r->l++;
@@ -218,9 +254,9 @@ static void layer_end(kvs_evq *q, void *ctx, int64_t arg) {
     }
     double bytes;
     int64_t t = kvs_gpu_lm_head_ns(r->hw, &r->m, r->batch, &bytes);
+    if (push_after(r, t, "the LM head", GPU_HINT, step_end)) return;
     r->rows[r->s].other_ns += t;
     r->rows[r->s].bytes_hbm_read += (int64_t)llround(bytes);
-    kvs_evq_push(q, kvs_evq_now(q) + t, step_end, r, 0);
 }
 
 static void check_ready(rp *r) {
@@ -233,6 +269,22 @@ static void check_ready(rp *r) {
     int64_t now = kvs_evq_now(r->q);
     row->stall_ns += now - r->t_sel_done;
     double kv_bytes = r->tokens * 2.0 * r->hd * r->eb * r->batch;
+    {
+        /* an upper bound in double first: kvs_gpu converts to int64 */
+        const kvs_hw *h = r->hw;
+        double fl = h->gpu.flops_per_s;
+        double bound = ((kv_bytes + r->summ) / (h->gpu.hbm_bw_bytes_per_s * h->gpu.attn_bw_efficiency) +
+                        r->tokens * 4.0 * r->hd * r->gq * r->batch / fl) * 1e9;
+        if (r->summ > 0 && h->gpu.simt_flops_per_s > 0)
+            bound += r->tokens * r->batch * 2.0 * r->features * (r->hd + r->gq) / h->gpu.simt_flops_per_s * 1e9;
+        if (!(bound < (double)KVS_TIME_HORIZON_NS)) {
+            rp_fail(r,
+                    "step %d layer %d: the attention kernel over %.4g bytes would take %.4g ns, beyond the "
+                    "simulated-time horizon of %.3g ns; check " GPU_HINT ", gpu.simt_flops_per_s",
+                    r->s, r->l, kv_bytes + r->summ, bound, (double)KVS_TIME_HORIZON_NS);
+            return;
+        }
+    }
     kvs_gpu_attn a = {.problems = r->Ht * r->batch,
                       .entries = r->max_pages,
                       .rows = r->max_pages * r->pt,
@@ -247,10 +299,15 @@ static void check_ready(rp *r) {
     int64_t t_attn = kvs_gpu_attn_ns(r->hw, &a);
     double wbytes;
     int64_t t_rest = kvs_gpu_layer_rest_ns(r->hw, &r->m, r->batch, &wbytes);
+    if (t_attn < 0 || t_rest < 0 || t_attn > KVS_TIME_HORIZON_NS || t_rest > KVS_TIME_HORIZON_NS ||
+        push_after(r, t_attn + t_rest, "the layer's kernels", GPU_HINT, layer_end)) {
+        rp_fail(r, "step %d layer %d: kernel times out of range (attention %" PRId64 " ns, rest %" PRId64
+                   " ns); check " GPU_HINT, r->s, r->l, t_attn, t_rest);
+        return;
+    }
     row->attn_ns += t_attn;
     row->other_ns += t_rest;
     row->bytes_hbm_read += (int64_t)llround(kv_bytes + r->summ + wbytes);
-    kvs_evq_push(r->q, now + t_attn + t_rest, layer_end, r, 0);
 }
 
 static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
@@ -302,12 +359,74 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
     check_ready(r);
 }
 
+/* The selection chain of the current (step, layer) (kvs_replay.h, item 1):
+ * *t and *bytes are 0 when no head of the layer dropped a token.  0, or -1
+ * after rp_fail when the chain would pass the time horizon. */
+static int select_chain(rp *r, int64_t *t, double *bytes) {
+    *t = 0;
+    *bytes = 0;
+    int selects = 0;
+    double n = 0, centroids = 0, meta = 0;
+    for (int h = 0; h < r->Ht; h++) {
+        const kvs_access *e = cell(r, r->s, r->l, h);
+        if (e->tokens < (int64_t)e->p + 1) selects = 1;
+        if ((double)e->p + 1 > n) n = (double)e->p + 1;
+        meta += (double)e->meta_bytes;
+        double c = ceil((double)e->meta_bytes / (4.0 * r->hd));
+        if (c > centroids) centroids = c;
+    }
+    if (!selects) return 0;
+    const kvs_hw *hw = r->hw;
+    const int problems = r->Ht * r->batch;
+    int nodes;
+    double keys, ns_per_key;
+    switch (r->sel) {
+    case KVS_REPLAY_SEL_TOPK:
+        nodes = KVS_GPU_TOPK_NODES;
+        *bytes = kvs_gpu_topk_select_bytes(problems, n, r->hd, r->gq, r->eb);
+        keys = problems * n;
+        ns_per_key = hw->gpu.select_key_ns;
+        break;
+    case KVS_REPLAY_SEL_QUEST: {
+        double np = ceil(n / r->pt);
+        nodes = KVS_GPU_QUEST_NODES;
+        *bytes = kvs_gpu_quest_select_bytes(problems, np, r->hd, r->gq, r->eb);
+        keys = problems * np;
+        ns_per_key = hw->gpu.select_page_ns;
+        break;
+    }
+    case KVS_REPLAY_SEL_CLUSTERS:
+        /* estimate (not measured): Quest's chain shape over C fp32 centroids;
+         * the bytes: centroids (the log's meta, × batch) + Quest's per-key
+         * scratch (kvs_gpu_quest_select_bytes less its 2·d·elem metadata) */
+        if (centroids < 1) centroids = 1;
+        nodes = KVS_GPU_QUEST_NODES;
+        *bytes = meta * r->batch + kvs_gpu_quest_select_bytes(problems, centroids, 0, r->gq, r->eb);
+        keys = problems * centroids;
+        ns_per_key = hw->gpu.select_page_ns;
+        break;
+    default: KVS_CHECK(0); return -1;
+    }
+    /* bounded in double before kvs_gpu converts to int64 ns */
+    double bound = fmax(*bytes / hw->gpu.hbm_bw_bytes_per_s * 1e9, keys * ns_per_key) +
+                   nodes * fmax(hw->gpu.select_node_ns, hw->gpu.launch_ns + hw->gpu.launch_gap_ns);
+    if (!(bound < (double)KVS_TIME_HORIZON_NS)) {
+        rp_fail(r,
+                "step %d layer %d: the selection over %.4g keys would take %.4g ns, beyond the simulated-time "
+                "horizon of %.3g ns; check gpu.select_key_ns, gpu.select_page_ns, gpu.hbm_bw_bytes_per_s, the batch",
+                r->s, r->l, keys, bound, (double)KVS_TIME_HORIZON_NS);
+        return -1;
+    }
+    *t = kvs_gpu_select_ns(hw, nodes, *bytes, keys, ns_per_key);
+    return 0;
+}
+
 static void layer_start(rp *r) {
     int64_t now = kvs_evq_now(r->q);
     kvs_step_row *row = &r->rows[r->s];
     if (r->l == 0) {
         r->t_step0 = now;
-        row->step = r->s;
+        row->step = kvs_access_log_step(r->log, r->s);   /* the decode step number the log carries */
         /* pages that left the window since the previous step go back to host */
         if (r->s > 0 && r->hw->policy.placement != KVS_PLACE_HBM) {
             int32_t p0 = cell(r, r->s - 1, 0, 0)->p, p1 = cell(r, r->s, 0, 0)->p;
@@ -326,8 +445,10 @@ static void layer_start(rp *r) {
         if (s2 >= 1 && s2 < r->S) issue_prefetch(r, s2, l2);
     }
     double meta = 0, summ = 0, summ_max = 0;
+    int feat_log = 0;   /* the feature dimension the log carries (kvs_access.h), 0 = not given */
     for (int h = 0; h < r->Ht; h++) {
         const kvs_access *e = cell(r, r->s, r->l, h);
+        if (e->features > feat_log) feat_log = e->features;
         meta += (double)e->meta_bytes;
         summ += (double)e->summary_bytes;
         if ((double)e->summary_bytes > summ_max) summ_max = (double)e->summary_bytes;
@@ -339,15 +460,22 @@ static void layer_start(rp *r) {
     r->summ = summ;
     long long nf = summ > 0 ? llround(summ_max / (4.0 * (r->hd + 1))) : 0;
     r->features = summ > 0 && nf < 1 ? 1 : (int)nf;
+    if (summ > 0 && feat_log > 0) r->features = feat_log;   /* no round trip through bytes when the log says */
     row->bytes_summary += (int64_t)llround(summ);
     int64_t t_sel = 0;
-    if (meta > 0) {
+    double sel_bytes = 0;
+    if (r->sel != KVS_REPLAY_SEL_NONE) {
+        if (select_chain(r, &t_sel, &sel_bytes)) return;
+    } else if (meta > 0) {
         t_sel = kvs_gpu_kernel_ns(r->hw, meta, 0);
-        row->attn_ns += t_sel;
-        row->bytes_hbm_read += (int64_t)llround(meta);
-        row->bytes_meta += (int64_t)llround(meta);
+        sel_bytes = meta;
     }
-    kvs_evq_push(r->q, now + t_sel, sel_done, r, 0);
+    if (meta > 0) row->bytes_meta += (int64_t)llround(meta);
+    row->attn_ns += t_sel;
+    row->bytes_hbm_read += (int64_t)llround(sel_bytes);
+    r->sel_ns += (double)t_sel;
+    r->sel_bytes += sel_bytes;
+    push_after(r, t_sel, "the selection kernel", GPU_HINT, sel_done);
 }
 
 static void free_rp(rp *r) {
@@ -371,16 +499,32 @@ static void add_value(kvs_value_row *v, size_t *n, const char *name, double valu
     (*n)++;
 }
 
+kvs_replay_sel kvs_replay_sel_of(const kvs_method_opts *mo) {
+    switch (mo->kind) {
+    case KVS_M_TOPK: return KVS_REPLAY_SEL_TOPK;
+    case KVS_M_QUEST: return KVS_REPLAY_SEL_QUEST;
+    case KVS_M_COMPLETION:
+        return mo->select == KVS_SEL_QUEST      ? KVS_REPLAY_SEL_QUEST
+               : mo->select == KVS_SEL_CLUSTERS ? KVS_REPLAY_SEL_CLUSTERS
+                                                : KVS_REPLAY_SEL_TOPK;
+    default: return KVS_REPLAY_SEL_NONE;
+    }
+}
+
 int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_preset, int batch,
-                   const kvs_access_log *log, kvs_step_row *rows, kvs_link_row **links, size_t *n_links,
+                   kvs_replay_sel sel, const kvs_access_log *log, kvs_step_row *rows, kvs_link_row **links, size_t *n_links,
                    kvs_value_row **values, size_t *n_values, char *err, size_t errlen) {
     char e2[400];
     if (kvs_hw_check(hw, e2, sizeof e2)) {
         kvs_seterr(err, errlen, "hardware config: %s", e2);
         return -1;
     }
-    if (batch < 1) {
-        kvs_seterr(err, errlen, "batch must be >= 1 (got %d)", batch);
+    if (sel < KVS_REPLAY_SEL_NONE || sel > KVS_REPLAY_SEL_CLUSTERS) {
+        kvs_seterr(err, errlen, "unknown selector %d for the replay", (int)sel);
+        return -1;
+    }
+    if (batch < 1 || batch > 1000000) {
+        kvs_seterr(err, errlen, "batch must be in [1, 1000000] (got %d)", batch);
         return -1;
     }
     if (tg->n_layers < 1 || tg->n_heads < 1 || tg->n_kv_heads < 1 || tg->head_dim < 1 || tg->kv_elem_bytes < 1 ||
@@ -394,6 +538,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     rp *r = &R;
     r->hw = hw;
     r->batch = batch;
+    r->sel = sel;
     r->log = log;
     if (model_preset && *model_preset) {
         if (kvs_preset_get(model_preset, &r->m, err, errlen)) return -1;
@@ -407,6 +552,11 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     if (r->pt != hw->policy.page_tokens) {
         kvs_seterr(err, errlen, "the access log's pages are %d tokens but policy.page_tokens is %d", r->pt,
                hw->policy.page_tokens);
+        return -1;
+    }
+    if (hw->policy.anchor_sink_tokens < 0 || hw->policy.anchor_window_tokens < 0) {
+        kvs_seterr(err, errlen, "policy.anchor_sink_tokens / anchor_window_tokens are not set: the run's "
+                                "method sets them (--sinks / --window), or set them in the hardware file");
         return -1;
     }
     r->Lt = r->m.n_layers;
@@ -475,15 +625,33 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
             return -1;
         }
     }
+    {
+        /* the whole model's weights read once and 2·params·batch FLOPs bound
+         * every non-attention kernel of a step: check it in double before
+         * kvs_gpu converts anything to int64 ns */
+        double bound = (weights / hw->gpu.hbm_bw_bytes_per_s +
+                        2.0 * kvs_model_params(&r->m) * batch / hw->gpu.flops_per_s) * 1e9;
+        if (!(bound < (double)KVS_TIME_HORIZON_NS)) {
+            kvs_seterr(err, errlen,
+                       "the model's weights (%.4g B, %.4g FLOPs at batch %d) would take %.4g ns a step, beyond the "
+                       "simulated-time horizon of %.3g ns; check gpu.hbm_bw_bytes_per_s, gpu.flops_per_s, the batch",
+                       weights, 2.0 * kvs_model_params(&r->m) * batch, batch, bound, (double)KVS_TIME_HORIZON_NS);
+            return -1;
+        }
+    }
+    /* cache entries: a capacity beyond every distinct page holds them all;
+     * clamp in double before converting (1e29 B must not wrap) */
     int64_t cache_entries = 0;
+    double cache_entries_wanted = 0;
+    uint64_t key_space = (uint64_t)r->Lt * (uint64_t)r->Ht * (uint64_t)r->n_pg;
     if (hw->policy.cache != KVS_CACHE_NONE && hw->policy.placement != KVS_PLACE_HBM) {
-        cache_entries = (int64_t)floor(hw->policy.cache_capacity_bytes / (r->pb * batch));
-        if (cache_entries > 0) r->cache = kvs_cache_new(hw->policy.cache, cache_entries, (uint64_t)(r->Lt * r->Ht) * (uint64_t)r->n_pg);
+        cache_entries_wanted = floor(hw->policy.cache_capacity_bytes / (r->pb * batch));
+        double e = cache_entries_wanted < (double)key_space ? cache_entries_wanted : (double)key_space;
+        cache_entries = (int64_t)e;
+        if (cache_entries > 0) r->cache = kvs_cache_new(hw->policy.cache, cache_entries, key_space);
     }
     r->q = kvs_evq_new();
     kvs_xfer_init(&r->x, r->q, hw);
-    r->hw_chain = *hw;
-    r->hw_chain.gather_kernel.launch_ns = hw->gpu.launch_gap_ns;
     r->pf = calloc((size_t)r->Lt, sizeof *r->pf);
     if (!r->pf) abort();
     for (int l = 0; l < r->Lt; l++) r->pf[l].step = -1;
@@ -497,9 +665,26 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     r->rows = rows;
     r->s = 0;
     r->l = 0;
+    /* bounded: a layer of a step fires a few events (selection, end, step
+     * end, flow delays, link completions -- each completes a flow); far
+     * more means a bug, reported instead of spinning */
+    uint64_t ev_limit = (uint64_t)r->S * (uint64_t)r->Lt * 256u + 100000u;
+    kvs_evq_set_limit(r->q, ev_limit);
     layer_start(r);
     kvs_evq_run(r->q, -1);
     int64_t span = kvs_evq_now(r->q);
+    const char *nerr = kvs_net_error(r->x.net);
+    if (r->err[0] || nerr) {
+        kvs_seterr(err, errlen, "%s", r->err[0] ? r->err : nerr);
+        free_rp(r);
+        return -1;
+    }
+    if (kvs_evq_stopped(r->q) == 2) {
+        kvs_seterr(err, errlen, "replay stopped after %" PRIu64 " events at step %d layer %d, more than a replay "
+                   "of %d steps x %d layers can need (internal error)", ev_limit, r->s, r->l, r->S, r->Lt);
+        free_rp(r);
+        return -1;
+    }
     if (r->waiting || r->s != r->S - 1) {   /* a bug, not bad input */
         kvs_seterr(err, errlen, "replay stopped early at step %d layer %d (internal error)", r->s, r->l);
         free_rp(r);
@@ -508,7 +693,7 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     /* link rows */
     int nl = kvs_net_n_links(r->x.net);
     kvs_link_row *lr = calloc((size_t)nl, sizeof *lr);
-    kvs_value_row *vr = calloc(32, sizeof *vr);
+    kvs_value_row *vr = calloc(48, sizeof *vr);
     if (!lr || !vr) abort();
     for (int i = 0; i < nl; i++) {
         const char *name;
@@ -548,7 +733,22 @@ int kvs_replay_run(const kvs_hw *hw, const kvs_geom *tg, const char *model_prese
     add_value(vr, &nv, "prefetch_misses", pm);
     add_value(vr, &nv, "prefetch_wasted_bytes", pw);
     add_value(vr, &nv, "sim_span_ns", (double)span);
-    assert(nv <= 32);
+    add_value(vr, &nv, "cache_entries_clamped", cache_entries_wanted > (double)cache_entries ? 1 : 0);
+    /* transfer mechanisms: their effective rates, and whether a cap of their
+     * own (not the link) decided a transfer of this run (sim/HARDWARE.md) */
+    const double *mb = r->x.mech_bytes;
+    add_value(vr, &nv, "gather_kernel_bytes_per_s", kvs_hw_gather_kernel_bw(hw));
+    add_value(vr, &nv, "host_copy_bytes_per_s", kvs_hw_host_copy_bw(hw));
+    add_value(vr, &nv, "bytes_by_per_page", mb[KVS_MECH_PER_PAGE]);
+    add_value(vr, &nv, "bytes_by_gather_kernel", mb[KVS_MECH_GATHER_KERNEL]);
+    add_value(vr, &nv, "bytes_by_host_staged", mb[KVS_MECH_HOST_STAGED]);
+    add_value(vr, &nv, "cap_binding_gather_kernel",
+              mb[KVS_MECH_GATHER_KERNEL] > 0 && kvs_hw_gather_kernel_cap_binds(hw) ? 1 : 0);
+    add_value(vr, &nv, "cap_binding_host_copy", mb[KVS_MECH_HOST_STAGED] > 0 && kvs_hw_host_copy_binds(hw) ? 1 : 0);
+    add_value(vr, &nv, "select_kind", (double)sel);
+    add_value(vr, &nv, "mean_select_ns", r->sel_ns / r->S);
+    add_value(vr, &nv, "mean_select_bytes", r->sel_bytes / r->S);
+    assert(nv <= 48);
     *links = lr;
     *n_links = (size_t)nl;
     *values = vr;

@@ -6,7 +6,8 @@
  *   name      = "headline";                 # sweep_id (default: file name)
  *   trace_dir = "../../../shared/traces";   # base of relative trace paths
  *   traces    = ["pandas_0.h5", "*.h5"];    # one or more, globs allowed
- *   hw        = "../hw/h200.cfg";           # optional (accuracy-only sweep)
+ *   hw        = "../hw/h200.cfg";           # optional (accuracy-only sweep);
+ *                                           # a list ["a.cfg", "b.cfg"] is an axis
  *   base = { layers = "all"; sinks = 4; hw = { policy = { cache = "lru"; }; }; };
  *   axes = {                                # a grid, in this order
  *     method = ["topk", "completion"];
@@ -20,12 +21,26 @@
  * resolve against the override directory (kvs_sweep_load's trace_dir, else
  * $KVSIM_TRACE_DIR), else the file's trace_dir (relative to the sweep file),
  * else the sweep file's folder; the hw path resolves against the sweep file's
- * folder.  Paths are stored absolute (realpath), so the run identity — the
- * config_hash of kvs_run_spec_json — does not depend on the working folder.
+ * folder.  Paths are stored absolute (realpath), so the working folder does
+ * not change the run identity (sim/kvs_ident.h: spec JSON, hardware contents
+ * with the run's overrides, trace fingerprint, revision, SIMD path — the same
+ * value kvs_run_execute records as runs.config_hash).
  *
- * Every expanded spec is validated with kvs_run_spec_set at load time: a bad
- * file fails before any run starts, with "FILE:LINE: key: problem".
- * Specs with equal config_hash (e.g. a sampled point drawn twice) are kept once.
+ * The file is read with kvs_cfg (sim/kvs_cfg.h): integers up to 64 bits
+ * exactly, @include relative to the including file.  Every expanded spec is
+ * validated with kvs_run_spec_set at load time: a bad file fails before any
+ * run starts, with "FILE:LINE: key: problem".  At most one of budget,
+ * budget_frac, read_budget, read_budget_frac.  Specs with an equal identity
+ * (e.g. a sampled point drawn twice) are kept once.  Loading and planning are
+ * linear in the number of points (hash sets; each distinct hardware file +
+ * overrides loaded once, each trace fingerprinted once).
+ *
+ * Serve sweeps: `workload = "W.cfg";` (relative to the sweep file) in place
+ * of traces makes every point a serve run (sim/kvs_serve.h): `wset.<key>`
+ * settings (nested groups under wset, in base or axes) override workload
+ * keys; the worker calls kvs_serve_execute; the identity is kvs_serve_ident.
+ * wset.* without workload, workload with traces/trace_dir or without hw, and
+ * run-spec keys a serve run ignores are load-time errors (sim/SWEEP.md).
  *
  * Worker pool: kvs_sweep_pool forks up to `jobs` processes at a time, one a
  * run; each opens the database itself through kvs_run_execute, which commits
@@ -56,10 +71,12 @@ const char *kvs_sweep_json(const kvs_sweep *sw, size_t i);   /* kvs_run_spec_jso
 const char *kvs_sweep_hash(const kvs_sweep *sw, size_t i);   /* kvs_db_hash of the json */
 const char *kvs_sweep_label(const kvs_sweep *sw, size_t i);  /* "method=topk budget=64" */
 
-/* Resumption: for each run, 1 when a complete run with its hash is in the
- * database (skip), else its incomplete leftovers are dropped and its index
- * goes to todo[] (caller-allocated, kvs_sweep_count entries).  Creates the
- * database when missing.  Closes it before returning. */
+/* Resumption: a run whose identity is complete in the database is skipped;
+ * the others go to todo[] in sweep order (caller-allocated, kvs_sweep_count
+ * entries), and their incomplete leftovers are dropped (one transaction).
+ * One pass over the database's runs.  Creates the database when missing
+ * (kvs_db_open's checks apply).  Closes it before returning.  The caller
+ * should hold kvs_db_lock(db_path) from here until the pool ends. */
 int kvs_sweep_plan(const kvs_sweep *sw, const char *db_path, size_t *todo, size_t *n_todo,
                    char *err, size_t errlen);
 
@@ -82,6 +99,4 @@ int kvs_sweep_pool(const kvs_sweep *sw, const size_t *idx, const int64_t *want_i
                    const char *db_path, int jobs, kvs_sweep_cb cb, void *ctx,
                    char *err, size_t errlen);
 
-/* Monotonic clock in seconds (for timing runs and progress). */
-double kvs_sweep_now(void);
 #endif

@@ -24,7 +24,7 @@ char *kvs_test_path(char *buf, size_t n, const char *name);
  * only in the sense that they are reported as skipped on stdout. */
 void kvs_test_skip(const char *what, const char *why);
 /* Runs a shell command, returns its exit status (or -1). */
-int kvs_test_sh(const char *fmt, ...);
+int kvs_test_sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 #define KVS_ASSERT_NEAR(a, b, tol) CU_ASSERT_DOUBLE_EQUAL((a), (b), (tol))
 #endif

@@ -98,8 +98,44 @@ static void test_run_loop(void) {
     kvs_evq_free(q);
 }
 
+
+/* An event that reschedules itself forever: only the limit or a stop ends it. */
+static void forever(kvs_evq *q, void *c, int64_t a) {
+    (*(int *)c)++;
+    kvs_evq_push(q, kvs_evq_now(q) + 1, forever, c, a);
+    if (a > 0 && *(int *)c == a) kvs_evq_stop(q);
+}
+
+static void test_bounded(void) {
+    int n = 0;
+    kvs_evq *q = kvs_evq_new();
+    kvs_evq_set_limit(q, 1000);
+    kvs_evq_push(q, 0, forever, &n, 0);
+    CU_ASSERT_EQUAL(kvs_evq_run(q, -1), 1000);
+    CU_ASSERT_EQUAL(n, 1000);
+    CU_ASSERT_EQUAL(kvs_evq_stopped(q), 2);
+    CU_ASSERT_EQUAL(kvs_evq_run(q, -1), 0);   /* stays stopped */
+    kvs_evq_free(q);
+    n = 0;
+    q = kvs_evq_new();
+    kvs_evq_push(q, 5, forever, &n, 17);
+    kvs_evq_run(q, -1);
+    CU_ASSERT_EQUAL(n, 17);
+    CU_ASSERT_EQUAL(kvs_evq_stopped(q), 1);
+    CU_ASSERT_EQUAL(kvs_evq_now(q), 5 + 16);
+    kvs_evq_free(q);
+    /* checked conversions: never a wrapped value */
+    CU_ASSERT_EQUAL(kvs_time_ceil_ns(0.0), 0);
+    CU_ASSERT_EQUAL(kvs_time_ceil_ns(1e15), KVS_TIME_HORIZON_NS);
+    CU_ASSERT_EQUAL(kvs_time_ceil_ns(1e15 + 1), -1);
+    CU_ASSERT_EQUAL(kvs_time_ceil_ns(1e300), -1);
+    CU_ASSERT_EQUAL(kvs_time_ceil_ns(-1e300), -1);
+    CU_ASSERT_EQUAL(kvs_time_round_ns(2.5), 3);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("evq", NULL, NULL);
     CU_add_test(s, "random push/cancel/pop vs brute force", test_random_vs_reference);
     CU_add_test(s, "run loop: ties, cancel inside callbacks, until", test_run_loop);
+    CU_add_test(s, "bounded runs: event limit, stop, checked time conversion", test_bounded);
 }

@@ -203,6 +203,67 @@ static void test_accumulate_and_determinism(void) {
     }
 }
 
+
+static void test_fitted_sampled_kmeans_assign(void) {
+    /* n = 6000 > the 4096-key k-means sample: every fitted key's cached
+     * cluster (and kvs_fmap_assign of other keys) is its nearest centroid in
+     * double precision (up to float ties), centroids are finite, refitting
+     * gives the same centroids (seeded sample) */
+    reset(9);
+    int d = 16, n = 6000, C = 16;
+    float *k = malloc(sizeof(float) * n * d), *k2 = malloc(sizeof(float) * 300 * d);
+    fill(k, (size_t)n * d, 1.0);
+    fill(k2, (size_t)300 * d, 1.0);
+    char err[128];
+    kvs_fmap *f = kvs_fmap_new(KVS_FMAP_FITTED, d, C, 3, n, err, sizeof err);
+    CU_ASSERT_FATAL(f != NULL);
+    kvs_fmap_fit(f, k, n, 0.25f);
+    const float *cent = kvs_fmap_centroids(f);
+    float *c1 = malloc(sizeof(float) * C * d);
+    memcpy(c1, cent, sizeof(float) * C * d);
+    int finite = 1;
+    for (int i = 0; i < C * d; i++) finite &= isfinite(c1[i]);
+    CU_ASSERT(finite);
+    int32_t *cl = malloc(sizeof(int32_t) * n);
+    int bad = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        const float *kk = pass == 0 ? k : k2;
+        int nn = pass == 0 ? n : 300;
+        kvs_fmap_assign(f, kk, NULL, nn, cl);
+        for (int j = 0; j < nn; j++) {
+            double best = (double)INFINITY, got = 0.0;
+            for (int c = 0; c < C; c++) {
+                double dd = 0.0;
+                for (int i = 0; i < d; i++) {
+                    double t = (double)kk[j * d + i] - (double)c1[c * d + i];
+                    dd += t * t;
+                }
+                if (dd < best) best = dd;
+                if (c == cl[j]) got = dd;
+            }
+            bad += !(cl[j] >= 0 && cl[j] < C && got <= best + 1e-4 * (1.0 + best));
+        }
+    }
+    CU_ASSERT_EQUAL(bad, 0);
+    kvs_fmap_fit(f, k, n, 0.25f);
+    CU_ASSERT(memcmp(c1, kvs_fmap_centroids(f), sizeof(float) * C * d) == 0);
+    /* the summary of the fitted keys: u = cluster sizes, S rows = value sums */
+    float *S = calloc((size_t)C * d, sizeof(float)), *u = calloc((size_t)C, sizeof(float));
+    kvs_fmap_accumulate(f, k, k, 0, n, 1.0f, S, u, NULL);
+    kvs_fmap_assign(f, k, NULL, n, cl);
+    double *Sr = calloc((size_t)C * d, sizeof(double)), *ur = calloc((size_t)C, sizeof(double));
+    for (int j = 0; j < n; j++) {
+        ur[cl[j]] += 1.0;
+        for (int i = 0; i < d; i++) Sr[cl[j] * d + i] += (double)k[j * d + i];
+    }
+    for (int c = 0; c < C; c++) {
+        CU_ASSERT((double)u[c] == ur[c]);
+        for (int i = 0; i < d; i++) CU_ASSERT(fabs((double)S[c * d + i] - Sr[c * d + i]) <= 1e-3 * (1.0 + fabs(Sr[c * d + i])));
+    }
+    free(S); free(u); free(Sr); free(ur); free(cl); free(c1); free(k); free(k2);
+    kvs_fmap_free(f);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("fmap", NULL, NULL);
     CU_add_test(s, "favor_small_norm", test_favor_small_norm);
@@ -210,4 +271,5 @@ void kvs_test_register(void) {
     CU_add_test(s, "taylor", test_taylor);
     CU_add_test(s, "fitted", test_fitted);
     CU_add_test(s, "accumulate_and_determinism", test_accumulate_and_determinism);
+    CU_add_test(s, "fitted_sampled_kmeans_assign", test_fitted_sampled_kmeans_assign);
 }

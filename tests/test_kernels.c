@@ -3,8 +3,10 @@
  * edge cases of the budget/anchors, oracle Top-K, Quest bounds, metric
  * identities, the Tzachristas factorisation and completion limits. */
 #include "kvs_attn.h"
+#include "kvs_f16.h"
 #include "kvs_method.h"
 #include "kvs_test.h"
+#include "kvs_util.h"
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_rng.h>
 #include <math.h>
@@ -93,7 +95,7 @@ static void test_subset_and_merge(void) {
     CU_ASSERT(fabs((double)dl - dr) < 1e-5 * dr);
     /* LSE merge of a disjoint split equals full attention */
     kvs_attn_subset(q, k, v, d, 0.125f, ib, nb, &mb, &db, nb_);
-    double share = kvs_attn_merge(ma, da, na_, mb, db, nb_, d, o);
+    double share = kvs_attn_merge((double)ma, (double)da, na_, (double)mb, (double)db, nb_, d, o);
     kvs_attn_full_ref(q, k, v, n, d, 0.125, ref);
     for (int i = 0; i < d; i++) CU_ASSERT(fabs((double)o[i] - ref[i]) < 2e-5 * (1 + max_abs(ref, d)));
     double mall, dall, nall[64], mbb, dbb, nbb[64];
@@ -103,9 +105,9 @@ static void test_subset_and_merge(void) {
     /* empty sets */
     kvs_attn_subset(q, k, v, d, 0.125f, ia, 0, &ma, &da, na_);
     CU_ASSERT(isinf(ma) && ma < 0 && da == 0.0f);
-    share = kvs_attn_merge(ma, da, na_, mb, db, nb_, d, o);
+    share = kvs_attn_merge((double)ma, (double)da, na_, (double)mb, (double)db, nb_, d, o);
     KVS_ASSERT_NEAR(share, 1.0, 1e-12);
-    share = kvs_attn_merge(ma, da, na_, ma, da, na_, d, o);
+    share = kvs_attn_merge((double)ma, (double)da, na_, (double)ma, (double)da, na_, d, o);
     KVS_ASSERT_NEAR(share, 0.0, 0.0);
     for (int i = 0; i < d; i++) CU_ASSERT(o[i] == 0.0f);
     free(k); free(v); free(q);
@@ -154,10 +156,8 @@ static void test_quest_bound_property(void) {
                 CU_ASSERT(fabs((double)bd[P] - br[P]) < 1e-5 * (1 + mag));
                 for (int j = P * page; j < n && j < (P + 1) * page; j++) {
                     double dot = 0.0;
-                    float dotf = 0.0f;
                     for (int i = 0; i < d; i++) {
                         dot += (double)q[i] * (double)k[j * d + i];
-                        dotf += q[i] * k[j * d + i];
                         CU_ASSERT(k[j * d + i] >= mn[P * d + i] && k[j * d + i] <= mx[P * d + i]);
                     }
                     CU_ASSERT(br[P] >= dot - 1e-9 * (1 + fabs(dot)));
@@ -341,7 +341,7 @@ static void test_metric_identities_and_tzachristas(void) {
     int p = 1950, n = p + 1;
     run(m, &f, p, o, &so);
     kvs_attn_logits(f.q, f.k, n, 64, 0.125f, s);
-    double mx = -INFINITY, z = 0.0;
+    double mx = -HUGE_VAL, z = 0.0;
     for (int j = 0; j < n; j++) mx = fmax(mx, (double)s[j]);
     for (int j = 0; j < n; j++) z += exp((double)s[j] - mx);
     char *inE = calloc((size_t)n, 1);
@@ -501,7 +501,8 @@ static void test_opts(void) {
     kvs_method_opts o;
     char err[256];
     kvs_method_opts_default(&o);
-    CU_ASSERT(o.sinks == 4 && o.window == 64 && o.page == 16 && o.seed == 1 && o.kind == KVS_M_FULL);
+    CU_ASSERT(o.sinks == 4 && o.window == 16 && o.page == 16 && o.seed == 1 && o.kind == KVS_M_FULL);
+    CU_ASSERT(o.fmap == KVS_FMAP_FITTED && o.select == KVS_SEL_TOPK && o.read_budget == 0.0);
     CU_ASSERT_EQUAL(kvs_method_opts_check(&o, 64, err, sizeof err), 0);
     o.kind = KVS_M_TOPK;
     CU_ASSERT_NOT_EQUAL(kvs_method_opts_check(&o, 64, err, sizeof err), 0);
@@ -544,6 +545,274 @@ static void test_gqa_64(void) {
     freefix(&f);
 }
 
+
+/* ---- issue 13: fp16 kernel, read budget, clusters selector, per-head allocation ---- */
+static void test_full_f16_vs_ref(void) {
+    /* fp16 K/V read directly: dispatched path and portable path against the
+     * double reference over the same halves (widened exactly); the two paths
+     * agree with each other within float rounding */
+    const int ds[] = {64, 128, 24, 17}, ns[] = {1, 63, 64, 65, 777}, gs[] = {1, 2, 4, 8, 11};
+    rng_reset(41);
+    printf("\n  simd path: %s\n", kvs_simd_path());
+    for (int a = 0; a < 4; a++)
+        for (int b = 0; b < 5; b++)
+            for (int c = 0; c < 5; c++) {
+                int d = ds[a], n = ns[b], g = gs[c];
+                float *k = randv((size_t)n * d, 1.0), *v = randv((size_t)n * d, 1.0), *q = randv((size_t)g * d, 1.0);
+                uint16_t *k16 = malloc(sizeof(uint16_t) * (size_t)n * d), *v16 = malloc(sizeof(uint16_t) * (size_t)n * d);
+                float *o = malloc(sizeof(float) * (size_t)g * d), *os = malloc(sizeof(float) * (size_t)g * d);
+                CU_ASSERT_FATAL(k16 && v16 && o && os);
+                kvs_f32_to_f16_ref(k, k16, (size_t)n * d);
+                kvs_f32_to_f16_ref(v, v16, (size_t)n * d);
+                kvs_attn_full_f16(q, g, k16, v16, n, d, 1.0f / sqrtf((float)d), o);
+                kvs_attn_full_f16_scalar(q, g, k16, v16, n, d, 1.0f / sqrtf((float)d), os);
+                double ref[128];
+                for (int h = 0; h < g; h++) {
+                    kvs_attn_full_f16_ref(q + h * d, k16, v16, n, d, 1.0 / sqrt((double)d), ref);
+                    double e = 0.0, es = 0.0, eq = 0.0;
+                    for (int i = 0; i < d; i++) {
+                        e = fmax(e, fabs((double)o[h * d + i] - ref[i]));
+                        es = fmax(es, fabs((double)os[h * d + i] - ref[i]));
+                        eq = fmax(eq, fabs((double)o[h * d + i] - (double)os[h * d + i]));
+                    }
+                    CU_ASSERT(e <= 2e-5 * (1.0 + max_abs(ref, d)));
+                    CU_ASSERT(es <= 2e-5 * (1.0 + max_abs(ref, d)));
+                    CU_ASSERT(eq <= 3e-5 * (1.0 + max_abs(ref, d)));
+                }
+                free(k); free(v); free(q); free(k16); free(v16); free(o); free(os);
+            }
+}
+
+static void test_wsum_vs_ref(void) {
+    const int ds[] = {64, 128, 40, 13};
+    rng_reset(49);
+    for (int a = 0; a < 4; a++) {
+        int d = ds[a], n = 300;
+        float *v = randv((size_t)n * d, 1.0), *w = randv((size_t)n, 1.0), out[128];
+        int32_t idx[100];
+        double ref[128];
+        for (int t = 0; t < 100; t++) idx[t] = (int32_t)((t * 37) % n);
+        kvs_attn_wsum(w, idx, 100, v, d, out);
+        kvs_attn_wsum_ref(w, idx, 100, v, d, ref);
+        for (int i = 0; i < d; i++) CU_ASSERT(fabs((double)out[i] - ref[i]) <= 1e-5 * (1.0 + fabs(ref[i])) * 10.0);
+        kvs_attn_wsum(w, NULL, n, v, d, out);
+        kvs_attn_wsum_ref(w, NULL, n, v, d, ref);
+        for (int i = 0; i < d; i++) CU_ASSERT(fabs((double)out[i] - ref[i]) <= 1e-4 * (1.0 + fabs(ref[i])));
+        kvs_attn_wsum(w, idx, 0, v, d, out);
+        for (int i = 0; i < d; i++) CU_ASSERT(out[i] == 0.0f);
+        free(v); free(w);
+    }
+}
+
+static kvs_method *mk_rb(kvs_method_kind kind, kvs_select_kind sel, kvs_fmap_kind fm, double T, const fixture *f,
+                         char *err, size_t errlen) {
+    kvs_method_opts o;
+    kvs_method_opts_default(&o);
+    o.kind = kind;
+    o.select = sel;
+    o.fmap = fm;
+    o.sinks = 4;
+    o.window = 16;
+    o.read_budget = T;
+    if (kvs_method_read_budget_check(&o, f->d, f->g, f->n, f->T0, err, errlen) != 0) return NULL;
+    kvs_method *m = kvs_method_new(&o, f->d, f->g, f->n);
+    CU_ASSERT_FATAL(m != NULL);
+    kvs_method_prepare(m, f->k, f->v, f->n, f->T0);
+    return m;
+}
+
+static void test_read_budget_accounting(void) {
+    /* every method at several read budgets: te read per step (tokens_exact +
+     * (meta + summary + param bytes) / (4 d)) never exceeds T, at any step,
+     * and the mean is within T; completion reads at least what topk of the
+     * same T would leave after its map (no silent under-use beyond 1 te per
+     * component rounding) */
+    fixture f = mkfix(32, 3, 3000, 2900, 1.0, 1.0, 43);
+    float o[3 * 32];
+    kvs_step_out so;
+    char err[256];
+    const double Ts[] = {90.0, 150.5, 400.0};
+    struct { kvs_method_kind k; kvs_select_kind s; kvs_fmap_kind m; } cf[] = {
+        {KVS_M_TOPK, KVS_SEL_TOPK, KVS_FMAP_FITTED}, {KVS_M_QUEST, KVS_SEL_TOPK, KVS_FMAP_FITTED},
+        {KVS_M_WINDOW, KVS_SEL_TOPK, KVS_FMAP_FITTED},
+        {KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_FAVOR}, {KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_TAYLOR},
+        {KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_FITTED}, {KVS_M_COMPLETION, KVS_SEL_QUEST, KVS_FMAP_FITTED},
+        {KVS_M_COMPLETION, KVS_SEL_CLUSTERS, KVS_FMAP_FITTED}};
+    for (int t = 0; t < 3; t++)
+        for (size_t c = 0; c < sizeof cf / sizeof *cf; c++) {
+            double T = Ts[t];
+            kvs_method *m = mk_rb(cf[c].k, cf[c].s, cf[c].m, T, &f, err, sizeof err);
+            if (!m) {   /* only quest with pages of 16 at small T may not fit: 3000/16 pages */
+                CU_ASSERT(cf[c].k == KVS_M_QUEST || cf[c].s == KVS_SEL_QUEST);
+                CU_ASSERT(strstr(err, "te") != NULL);
+                continue;
+            }
+            double sum = 0.0, mx = 0.0;
+            int ns = 0;
+            for (int p = f.T0; p < f.n; p += 7) {
+                run(m, &f, p, o, &so);
+                double te = (double)so.tokens_exact + (double)(so.meta_bytes + so.summary_bytes + so.param_bytes) / (4.0 * f.d);
+                sum += te;
+                mx = te > mx ? te : mx;
+                ns++;
+            }
+            kvs_method_split sp;
+            kvs_method_split_of(m, &sp);
+            CU_ASSERT(mx <= T + 1e-9);
+            CU_ASSERT(sum / ns <= T + 1e-9);
+            CU_ASSERT(mx >= T - 1.0 - (cf[c].k == KVS_M_QUEST || cf[c].s == KVS_SEL_QUEST ? 2.0 : 0.0) ||
+                      cf[c].k == KVS_M_WINDOW);
+            if (cf[c].k == KVS_M_TOPK) CU_ASSERT_EQUAL(sp.exact_budget, (int64_t)floor(T));
+            kvs_method_free(m);
+        }
+    freefix(&f);
+}
+
+static void test_read_budget_nothing_fits(void) {
+    fixture f = mkfix(32, 2, 3000, 2900, 1.0, 1.0, 44);
+    char err[256] = "";
+    kvs_method_opts o;
+    kvs_method_opts_default(&o);
+    o.kind = KVS_M_QUEST;
+    o.read_budget = 100.0;   /* 3000 / 16 pages of metadata = 188 te > 100 */
+    CU_ASSERT_EQUAL(kvs_method_read_budget_check(&o, 32, 2, 3000, 2900, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "quest") != NULL && strstr(err, "page") != NULL);
+    CU_ASSERT(kvs_method_new(&o, 32, 2, 3000) == NULL);
+    o.page = 64;             /* 47 pages: fits */
+    CU_ASSERT_EQUAL(kvs_method_read_budget_check(&o, 32, 2, 3000, 2900, err, sizeof err), 0);
+    o.kind = KVS_M_COMPLETION;
+    o.fmap = KVS_FMAP_FITTED;
+    o.read_budget = 8.0;     /* the smallest fitted map (4 clusters) costs 8.1 te */
+    err[0] = 0;
+    CU_ASSERT_EQUAL(kvs_method_read_budget_check(&o, 32, 2, 3000, 2900, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "does not fit") != NULL);
+    CU_ASSERT(kvs_method_new(&o, 32, 2, 3000) == NULL);
+    o.features = 64;         /* an explicit map larger than T */
+    o.read_budget = 100.0;
+    CU_ASSERT_EQUAL(kvs_method_read_budget_check(&o, 32, 2, 3000, 2900, err, sizeof err), -1);
+    o.features = 0;
+    o.budget = 10;           /* both kinds of budget: an error naming both */
+    CU_ASSERT_EQUAL(kvs_method_read_budget_check(&o, 32, 2, 3000, 2900, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "read_budget") != NULL && strstr(err, "budget (") != NULL);
+    o.budget = 0;
+    o.read_budget = (double)NAN;
+    CU_ASSERT_NOT_EQUAL(kvs_method_opts_check(&o, 32, err, sizeof err), 0);
+    o.read_budget = 50.0;
+    o.select = KVS_SEL_CLUSTERS;
+    o.fmap = KVS_FMAP_FAVOR;
+    CU_ASSERT_NOT_EQUAL(kvs_method_opts_check(&o, 32, err, sizeof err), 0);
+    CU_ASSERT(strstr(err, "clusters") != NULL);
+    freefix(&f);
+}
+
+static void test_clusters_selector(void) {
+    /* keys drawn around 8 well separated directions (the fitted map recovers
+     * them as its clusters); a query aligned with direction c must retrieve
+     * exactly the mid tokens of c when K equals their count, and the output
+     * then equals completion with that exact set given explicitly; with K
+     * covering every mid token (budget = p) the result is within rounding of
+     * full attention (one token, estimated) */
+    rng_reset(45);
+    int d = 32, g = 1, n = 1200, T0 = 1150, C = 8;
+    float *k = malloc(sizeof(float) * n * d), *v = randv((size_t)n * d, 1.0), q[32];
+    int *lab = malloc(sizeof(int) * n);
+    CU_ASSERT_FATAL(k && lab);
+    for (int j = 0; j < n; j++) {
+        int c = (int)gsl_rng_uniform_int(R, (unsigned long)C);
+        lab[j] = c;
+        for (int i = 0; i < d; i++) k[j * d + i] = (float)((i == c ? 6.0 : 0.0) + gsl_ran_gaussian(R, 0.05));
+    }
+    for (int i = 0; i < d; i++) q[i] = i == 3 ? 2.0f : 0.0f;
+    kvs_method_opts o;
+    kvs_method_opts_default(&o);
+    o.kind = KVS_M_COMPLETION;
+    o.fmap = KVS_FMAP_FITTED;
+    o.select = KVS_SEL_CLUSTERS;
+    o.features = C;
+    o.sinks = 4;
+    o.window = 16;
+    int p = n - 1;
+    int cnt = 0;
+    for (int j = 4; j < n - 16; j++) cnt += lab[j] == 3;
+    o.budget = 20 + cnt;
+    kvs_method *m = kvs_method_new(&o, d, g, n);
+    CU_ASSERT_FATAL(m != NULL);
+    kvs_method_prepare(m, k, v, n, T0);
+    float out[32], og[32];
+    kvs_step_out so;
+    kvs_method_step(m, q, p, 1.0f / sqrtf((float)d), out, &so);
+    CU_ASSERT_EQUAL(so.tokens_exact, 20 + cnt);
+    int ok = 1, nsel = 0;
+    int32_t *sel = malloc(sizeof(int32_t) * n);
+    for (int64_t t = 0; t < so.n_idx; t++) {
+        int32_t j = so.idx[t];
+        if (j >= 4 && j < n - 16) { ok &= lab[j] == 3; sel[nsel++] = j; }
+    }
+    CU_ASSERT(ok);
+    CU_ASSERT_EQUAL(nsel, cnt);
+    CU_ASSERT_EQUAL(so.meta_bytes, 4 * C * d);   /* centroids, counted as the index */
+    CU_ASSERT_EQUAL(so.param_bytes, 0);
+    kvs_method_step_given(m, q, p, 1.0f / sqrtf((float)d), sel, nsel, og);
+    for (int i = 0; i < d; i++) CU_ASSERT(fabsf(out[i] - og[i]) <= 1e-5f * (1.0f + fabsf(og[i])));
+    kvs_method_free(m);
+    /* every mid token but one read: close to full attention */
+    o.budget = p;
+    m = kvs_method_new(&o, d, g, n);
+    CU_ASSERT_FATAL(m != NULL);
+    kvs_method_prepare(m, k, v, n, T0);
+    kvs_method_step(m, q, p, 1.0f / sqrtf((float)d), out, &so);
+    CU_ASSERT_EQUAL(so.tokens_exact, p);
+    double ref[32];
+    kvs_attn_full_ref(q, k, v, n, d, 1.0 / sqrt((double)d), ref);
+    for (int i = 0; i < d; i++) CU_ASSERT(fabs((double)out[i] - ref[i]) <= 1e-3 * (1.0 + max_abs(ref, d)));
+    kvs_method_free(m);
+    free(k); free(v); free(lab); free(sel);
+}
+
+static void test_per_head_allocation(void) {
+    /* the split is decided at prepare() from the prefill keys alone: changing
+     * every decode-time row of K and V (positions >= T0) changes nothing (and
+     * prepare() has no query argument); a head whose keys concentrate the
+     * pseudo-queries' mass on a few tokens (negligible residual) spends
+     * nothing on a summary, a head with near-uniform keys reads one */
+    fixture f = mkfix(32, 2, 2500, 2400, 1.0, 1.0, 46);
+    char err[256];
+    kvs_method *m = mk_rb(KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_FITTED, 120.0, &f, err, sizeof err);
+    CU_ASSERT_FATAL(m != NULL);
+    kvs_method_split a, b;
+    kvs_method_split_of(m, &a);
+    for (int j = f.T0 * f.d; j < f.n * f.d; j++) { f.k[j] = -f.k[j] * 3.0f; f.v[j] = 7.0f; }
+    kvs_method_prepare(m, f.k, f.v, f.n, f.T0);
+    kvs_method_split_of(m, &b);
+    CU_ASSERT(a.exact_budget == b.exact_budget && a.summary == b.summary && a.features == b.features);
+    CU_ASSERT(a.resid_est == b.resid_est);
+    kvs_method_free(m);
+    /* near-uniform keys (tiny norms): residual ~ 1 - K/n, large */
+    fixture u = mkfix(32, 2, 2500, 2400, 0.01, 1.0, 47);
+    m = mk_rb(KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_FITTED, 120.0, &u, err, sizeof err);
+    kvs_method_split_of(m, &a);
+    CU_ASSERT(a.summary == 1 && a.resid_est > 0.5);
+    CU_ASSERT(a.exact_budget + a.map_te <= 120.0 + 1e-9);
+    kvs_method_free(m);
+    /* peaked: one key per pseudo-query is huge (keys equal the last keys' direction scaled) */
+    fixture pk = mkfix(32, 2, 2500, 2400, 0.01, 1.0, 48);
+    for (int j = 0; j < 40; j++)
+        for (int i = 0; i < 32; i++) pk.k[(size_t)(100 + j) * 32 + i] = i == 0 ? 40.0f : 0.0f;
+    for (int j = pk.T0 - 40; j < pk.T0; j++)
+        for (int i = 0; i < 32; i++) pk.k[(size_t)j * 32 + i] = i == 0 ? 40.0f : 0.0f;
+    m = mk_rb(KVS_M_COMPLETION, KVS_SEL_TOPK, KVS_FMAP_FITTED, 120.0, &pk, err, sizeof err);
+    kvs_method_split_of(m, &b);
+    CU_ASSERT(b.summary == 0 && b.resid_est < KVS_RESID_MIN_DEFAULT);
+    CU_ASSERT_EQUAL(b.exact_budget, 120);   /* all of T on exact tokens */
+    CU_ASSERT(b.map_te == 0.0);
+    float o[64];
+    kvs_step_out so;
+    run(m, &pk, pk.n - 1, o, &so);
+    CU_ASSERT(so.summary_bytes == 0 && so.param_bytes == 0 && so.est_mass[0] == 0.0);
+    kvs_method_free(m);
+    freefix(&f); freefix(&u); freefix(&pk);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("attn_kernels", NULL, NULL);
     CU_add_test(s, "full_vs_ref", test_full_vs_ref);
@@ -563,4 +832,11 @@ void kvs_test_register(void) {
     CU_add_test(t, "completion_limits", test_completion_limits);
     CU_add_test(t, "step_given_matches_step", test_step_given_matches_step);
     CU_add_test(t, "gqa_64", test_gqa_64);
+    CU_pSuite rb = CU_add_suite("issue13", NULL, NULL);
+    CU_add_test(rb, "full_f16_vs_ref", test_full_f16_vs_ref);
+    CU_add_test(rb, "wsum_vs_ref", test_wsum_vs_ref);
+    CU_add_test(rb, "read_budget_accounting", test_read_budget_accounting);
+    CU_add_test(rb, "read_budget_nothing_fits", test_read_budget_nothing_fits);
+    CU_add_test(rb, "clusters_selector", test_clusters_selector);
+    CU_add_test(rb, "per_head_allocation", test_per_head_allocation);
 }

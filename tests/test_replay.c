@@ -3,6 +3,7 @@
  * cache against a brute-force reference; the access log's page reduction. */
 #include "kvs_access.h"
 #include "kvs_cache.h"
+#include "kvs_gpu.h"
 #include "kvs_hw.h"
 #include "kvs_replay.h"
 #include "kvs_test.h"
@@ -15,7 +16,7 @@
  * 0.5 B/ns after 500 ns. */
 static kvs_hw tiny_hw(void) {
     kvs_hw h;
-    memset(&h, 0, sizeof h);
+    kvs_hw_defaults(&h);   /* optional keys at their defaults, then the figures below */
     h.gpu.hbm_capacity_bytes = 1e9;
     h.gpu.hbm_bw_bytes_per_s = 1e12;
     h.gpu.flops_per_s = 1e15;
@@ -29,7 +30,8 @@ static kvs_hw tiny_hw(void) {
     h.host_to_gpu = (kvs_hw_link){1, 1e9, 1000, 100, 0};
     h.gpu_to_host = (kvs_hw_link){1, 1e9, 1000, 100, 0};
     h.ssd_to_host = (kvs_hw_link){1, 1e9, 10000, 1000, 1e9};
-    h.gather_kernel.bw_bytes_per_s = 0.5e9;
+    h.host.gather_threads = 1;
+    h.gather_kernel.link_efficiency = 0.5;   /* x the 1 B/ns link */
     h.gather_kernel.launch_ns = 500;
     h.policy.placement = KVS_PLACE_HOST;
     h.policy.page_tokens = 4;
@@ -52,6 +54,7 @@ static kvs_hw tiny_hw(void) {
 static const kvs_geom G = {1, 1, 1, 8, 62, 2, 2};
 
 static int64_t g_summary;   /* summary bytes of every cell (completion), 0 by default */
+static kvs_replay_sel g_sel; /* the selector the replay charges, none by default */
 
 static kvs_access_log *tiny_log(int64_t meta0) {
     kvs_access_log *l = kvs_access_log_new(2, 1, 1, 4, 64);
@@ -84,7 +87,7 @@ static result run(const kvs_hw *h, const char *preset, int batch, int64_t meta0)
     result r;
     memset(&r, 0, sizeof r);
     kvs_access_log *l = tiny_log(meta0);
-    r.rc = kvs_replay_run(h, &G, preset, batch, l, r.rows, &r.links, &r.n_links, &r.values, &r.n_values, r.err,
+    r.rc = kvs_replay_run(h, &G, preset, batch, g_sel, l, r.rows, &r.links, &r.n_links, &r.values, &r.n_values, r.err,
                           sizeof r.err);
     if (r.rc) printf("\n  (replay returned: %s)\n", r.err);
     kvs_access_log_free(l);
@@ -366,13 +369,124 @@ static void test_errors(void) {
     kvs_value_row *v = NULL;
     size_t nl, nv;
     char err[256];
-    CU_ASSERT_EQUAL(kvs_replay_run(&h, &G, NULL, 1, l, rows, &lk, &nl, &v, &nv, err, sizeof err), -1);
+    CU_ASSERT_EQUAL(kvs_replay_run(&h, &G, NULL, 1, KVS_REPLAY_SEL_NONE, l, rows, &lk, &nl, &v, &nv, err, sizeof err), -1);
     CU_ASSERT_STRING_EQUAL(err, "access log has no entry for step 1, layer 0, kv head 0");
     kvs_access_log_free(l);
     h.host.capacity_bytes = 100;
     r = run(&h, NULL, 1, 0);
     CU_ASSERT_EQUAL(r.rc, -1);
     CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "host.capacity_bytes"));
+}
+
+
+/* ---- issue 12 item 5: the link what-if; caps that bind are reported -------- */
+
+static void test_link_whatif(void) {
+    kvs_hw h = tiny_hw();
+    h.policy.mechanism = KVS_MECH_GATHER_KERNEL;   /* the default mechanism */
+    /* 256 B at 0.5 x 1 B/ns = 512 ns of stall */
+    result a = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(a.rc, 0);
+    CU_ASSERT_EQUAL(a.rows[0].stall_ns, 512);
+    KVS_ASSERT_NEAR(value(&a, "gather_kernel_bytes_per_s"), 0.5e9, 0);
+    KVS_ASSERT_NEAR(value(&a, "cap_binding_gather_kernel"), 0, 0);
+    KVS_ASSERT_NEAR(value(&a, "bytes_by_gather_kernel"), 512, 0);
+    /* twice the link: the kernel follows it (it was a fixed rate before) */
+    h.host_to_gpu.bw_bytes_per_s = 2e9;
+    result b = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(b.rc, 0);
+    CU_ASSERT_EQUAL(b.rows[0].stall_ns, 256);
+    CU_ASSERT(value(&b, "mean_step_ns") < value(&a, "mean_step_ns"));
+    KVS_ASSERT_NEAR(value(&b, "cap_binding_gather_kernel"), 0, 0);
+    done(&b);
+    /* a cap of the kernel's own below 0.5 x 2 B/ns: it decides, and says so */
+    h.gather_kernel.cap_bytes_per_s = 0.5e9;
+    result c = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(c.rc, 0);
+    CU_ASSERT_EQUAL(c.rows[0].stall_ns, 512);
+    KVS_ASSERT_NEAR(value(&c, "mean_step_ns"), value(&a, "mean_step_ns"), 0);
+    KVS_ASSERT_NEAR(value(&c, "cap_binding_gather_kernel"), 1, 0);
+    KVS_ASSERT_NEAR(value(&c, "gather_kernel_bytes_per_s"), 0.5e9, 0);
+    done(&c);
+    done(&a);
+    /* a cap that binds but moves no bytes (per-page copies) is not reported */
+    h.policy.mechanism = KVS_MECH_PER_PAGE;
+    result d = run(&h, NULL, 1, 0);
+    KVS_ASSERT_NEAR(value(&d, "cap_binding_gather_kernel"), 0, 0);
+    KVS_ASSERT_NEAR(value(&d, "bytes_by_per_page"), 512, 0);
+    done(&d);
+    /* host staged: the host copy (1 thread x 1 B/ns) is slower than a 2 B/ns link */
+    h = tiny_hw();
+    h.policy.mechanism = KVS_MECH_HOST_STAGED;
+    h.host_to_gpu.bw_bytes_per_s = 2e9;
+    result e = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(e.rc, 0);
+    KVS_ASSERT_NEAR(value(&e, "cap_binding_host_copy"), 1, 0);
+    KVS_ASSERT_NEAR(value(&e, "host_copy_bytes_per_s"), 1e9, 0);
+    /* 256 B at 1 B/ns, then one copy 1000 + 100 + 128 */
+    CU_ASSERT_EQUAL(e.rows[0].stall_ns, 256 + 1228);
+    done(&e);
+    h.host.gather_threads = 4;    /* 4 threads: 4 B/ns, faster than the link */
+    result f = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(f.rc, 0);
+    KVS_ASSERT_NEAR(value(&f, "cap_binding_host_copy"), 0, 0);
+    CU_ASSERT_EQUAL(f.rows[0].stall_ns, 64 + 1228);
+    done(&f);
+}
+
+/* ---- issue 10 item 2: times that would overflow are errors; huge caches ------ */
+
+static void test_overflow(void) {
+    /* every setting inside its range, but 2e6 requests of 1 s each (batch 1e6):
+     * 2e15 ns of link time is beyond the horizon: an error naming the link's
+     * settings, never a negative or wrapped latency */
+    kvs_hw h = tiny_hw();
+    h.gpu.hbm_capacity_bytes = 1e15;
+    h.host.capacity_bytes = 1e15;
+    h.host_to_gpu.per_request_ns = 1e9;
+    CU_ASSERT_EQUAL(kvs_hw_check(&h, NULL, 0), 0);
+    result r = run(&h, NULL, 1000000, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "horizon"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "links.host_to_gpu"));
+    /* the same with a sane per-request cost runs, every latency positive */
+    h.host_to_gpu.per_request_ns = 100;
+    r = run(&h, NULL, 1000000, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    CU_ASSERT(r.rows[0].latency_ns > 0 && r.rows[1].latency_ns > 0);
+    done(&r);
+    /* batch beyond 1e6: refused */
+    r = run(&h, NULL, 1000001, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "batch must be in [1, 1000000]"));
+    /* out-of-range values built by hand are refused by the replay too */
+    h = tiny_hw();
+    h.host_to_gpu.lat_ns = 9e18;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "links.host_to_gpu.lat_ns = 9e+18 is out of range"));
+    /* a cache larger than every page (1e13 B; 1e15 B of HBM) holds them all:
+     * entries clamped to the 16 distinct pages, recorded, no huge allocation */
+    h = tiny_hw();
+    h.gpu.hbm_capacity_bytes = 1e15;
+    h.policy.cache = KVS_CACHE_LRU;
+    h.policy.cache_capacity_bytes = 1e13;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    KVS_ASSERT_NEAR(value(&r, "cache_entries"), 16, 0);
+    KVS_ASSERT_NEAR(value(&r, "cache_entries_clamped"), 1, 0);
+    CU_ASSERT_EQUAL(r.rows[1].cache_hits, 1);
+    done(&r);
+    h.policy.cache_capacity_bytes = 5e14;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(r.rc, 0);
+    KVS_ASSERT_NEAR(value(&r, "cache_entries"), 16, 0);
+    done(&r);
+    /* the top of its range is more than this HBM: an error, as a reservation */
+    h.policy.cache_capacity_bytes = 1e15;
+    r = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(r.rc, -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(r.err, "GPU-resident set exceeds"));
 }
 
 /* ---- cache vs brute force --------------------------------------------------- */
@@ -426,6 +540,88 @@ static void test_cache_reference(void) {
     kvs_cache_free(z);
 }
 
+/* Selection chains charged per (step, layer) (kvs_replay.h item 1), by hand.
+ * Step 0: p = 62 -> n = 63 keys, 19 tokens read (< 63: the layer selects);
+ * step 1: n = 64.  One problem (1 KV head, batch 1), d 8, g 1, fp16.
+ * Top-K at select_key_ns 10: bytes 63·(8·2 + 4·1·3 + 4·6) = 63·52 = 3276 B
+ * -> 3.276 ns < 630 ns of keys; per-kernel mode: launch 1000 + 6 gaps of 0:
+ *   step 0: 1000 + 630 = 1630,  step 1: 1000 + 640 = 1640 (3328 B). */
+static void test_select_chain(void) {
+    kvs_hw h = tiny_hw();
+    h.gpu.select_key_ns = 10;
+    h.gpu.select_page_ns = 20;
+    g_sel = KVS_REPLAY_SEL_NONE;
+    result f = run(&h, NULL, 1, 0);   /* full/window: no selector, no meta: nothing charged */
+    CU_ASSERT_EQUAL_FATAL(f.rc, 0);
+    CU_ASSERT_EQUAL(value(&f, "mean_select_ns"), 0);
+    CU_ASSERT_EQUAL(value(&f, "select_kind"), KVS_REPLAY_SEL_NONE);
+    CU_ASSERT_EQUAL(f.rows[0].latency_ns, 1456 + 2004);   /* as in test_host_per_page */
+    g_sel = KVS_REPLAY_SEL_TOPK;
+    result t = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+    /* the hand figure is what kvs_gpu_select_ns gives for the shape */
+    CU_ASSERT_EQUAL(kvs_gpu_select_ns(&h, KVS_GPU_TOPK_NODES, kvs_gpu_topk_select_bytes(1, 63, 8, 1, 2), 63, 10),
+                    1630);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - f.rows[0].latency_ns, 1630);
+    CU_ASSERT_EQUAL(t.rows[1].latency_ns - f.rows[1].latency_ns, 1640);
+    CU_ASSERT_EQUAL(t.rows[0].attn_ns - f.rows[0].attn_ns, 1630);   /* counted in attn_ns */
+    CU_ASSERT_EQUAL(t.rows[0].stall_ns, f.rows[0].stall_ns);
+    CU_ASSERT_EQUAL(t.rows[0].bytes_hbm_read - f.rows[0].bytes_hbm_read, 3276);
+    CU_ASSERT_EQUAL(t.rows[0].bytes_meta, 0);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns, t.rows[0].attn_ns + t.rows[0].other_ns + t.rows[0].stall_ns);
+    CU_ASSERT_EQUAL(value(&t, "mean_select_ns"), (1630 + 1640) / 2.0);
+    CU_ASSERT_EQUAL(value(&t, "mean_select_bytes"), (3276 + 3328) / 2.0);
+    CU_ASSERT_EQUAL(value(&t, "select_kind"), KVS_REPLAY_SEL_TOPK);
+    done(&t);
+    /* gaps: 6 further kernels of 200 ns each (the attention's gaps are in both) */
+    h.gpu.launch_gap_ns = 200;
+    g_sel = KVS_REPLAY_SEL_NONE;
+    result f2 = run(&h, NULL, 1, 0);
+    g_sel = KVS_REPLAY_SEL_TOPK;
+    t = run(&h, NULL, 1, 0);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - f2.rows[0].latency_ns, 1000 + 6 * 200 + 630);
+    done(&f2);
+    done(&t);
+    h.gpu.launch_gap_ns = 0;
+    /* Quest, the log's meta 1000 B: 16 pages of 4 tokens, bytes
+     * 16·(2·8·2 + 12 + 24) = 1088 -> 1.088 ns < 16·20 = 320 ns: 1000 + 320
+     * (replaces the one roofline kernel over the meta bytes, 1001) */
+    g_sel = KVS_REPLAY_SEL_QUEST;
+    t = run(&h, NULL, 1, 1000);
+    CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - f.rows[0].latency_ns, 1320);
+    CU_ASSERT_EQUAL(t.rows[0].bytes_meta, 1000);
+    CU_ASSERT_EQUAL(t.rows[0].bytes_hbm_read - f.rows[0].bytes_hbm_read, 1088);
+    done(&t);
+    /* clusters (completion's fitted map): meta 96 B = 4·C·8 -> C = 3
+     * centroids; bytes 96 + 3·(12 + 24) = 204, keys 3·20 = 60 ns: 1060 */
+    g_sel = KVS_REPLAY_SEL_CLUSTERS;
+    t = run(&h, NULL, 1, 96);
+    CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - f.rows[0].latency_ns, 1060);
+    CU_ASSERT_EQUAL(t.rows[0].bytes_hbm_read - f.rows[0].bytes_hbm_read, 204);
+    done(&t);
+    /* graph mode: 7 nodes of 500 ns + 630; the demand gather kernel is a
+     * node of the step graph: graph_kernel_ns 100 + 256 / 0.5 = 612 of stall */
+    h.gpu.step_graph = 1;
+    h.gpu.select_node_ns = 500;
+    h.gpu.graph_kernel_ns = 100;
+    h.gpu.launch_gap_ns = 5000;   /* not used in graph mode */
+    h.policy.mechanism = KVS_MECH_GATHER_KERNEL;
+    g_sel = KVS_REPLAY_SEL_NONE;
+    result fg = run(&h, NULL, 1, 0);
+    g_sel = KVS_REPLAY_SEL_TOPK;
+    t = run(&h, NULL, 1, 0);
+    g_sel = KVS_REPLAY_SEL_NONE;
+    CU_ASSERT_EQUAL_FATAL(fg.rc, 0);
+    CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+    CU_ASSERT_EQUAL(fg.rows[0].stall_ns, 612);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - fg.rows[0].latency_ns, 7 * 500 + 630);
+    done(&fg);
+    done(&t);
+    done(&f);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("replay", NULL, NULL);
     CU_add_test(s, "access log pages", test_access_log);
@@ -437,4 +633,7 @@ void kvs_test_register(void) {
     CU_add_test(s, "prefetch hit, miss and waste", test_prefetch);
     CU_add_test(s, "errors", test_errors);
     CU_add_test(s, "cache vs brute force (LRU, LFU)", test_cache_reference);
+    CU_add_test(s, "link what-if: mechanisms follow the link, binding caps reported", test_link_whatif);
+    CU_add_test(s, "overflowing times are errors; huge caches clamp", test_overflow);
+    CU_add_test(s, "selection chains charged per layer (topk, quest, clusters, graph)", test_select_chain);
 }

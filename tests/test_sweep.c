@@ -1,14 +1,20 @@
 /* test_sweep.c — sweep files: grid expansion and order, ranges (step, num,
  * log, factor), hw overrides, seeded sampling, path resolution, and bad files
  * (each rejected with the file and key named, before any run: the kvsim
- * program exits 2 without creating the database). */
+ * program exits 2 without creating the database); hardware files as an axis;
+ * one budget kind (read budgets too); 64-bit integers that libconfig would
+ * wrap; run identity over hardware and trace contents; a plan that skips
+ * complete runs and drops leftovers; a large grid deduplicated. */
 #include "kvs_db.h"
+#include "kvs_ident.h"
 #include "kvs_sweep.h"
 #include "kvs_test.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 static char g_dir[4096];   /* <tmp>/sweep_unit */
@@ -77,8 +83,10 @@ static void test_grid(void) {
     CU_ASSERT_EQUAL(s->trace[0], '/');
     /* identity = hash of the canonical json; all distinct */
     for (size_t i = 0; i < kvs_sweep_count(sw); i++) {
-        char h[17];
-        kvs_db_hash(kvs_sweep_json(sw, i), h);
+        char h[17], e[256];
+        CU_ASSERT_EQUAL(kvs_ident_run_hash(kvs_sweep_json(sw, i), NULL, kvs_sweep_spec(sw, i)->trace, h, e, sizeof e), 0);
+        CU_ASSERT_STRING_EQUAL(h, kvs_sweep_hash(sw, i));
+        CU_ASSERT_EQUAL(kvs_ident_spec_hash(kvs_sweep_spec(sw, i), h, e, sizeof e), 0);
         CU_ASSERT_STRING_EQUAL(h, kvs_sweep_hash(sw, i));
         for (size_t j = 0; j < i; j++) CU_ASSERT_STRING_NOT_EQUAL(kvs_sweep_hash(sw, i), kvs_sweep_hash(sw, j));
     }
@@ -284,6 +292,218 @@ static void test_bad_files(void) {
     CU_ASSERT_EQUAL(kvs_test_sh("grep -q 'bad.cfg:2: axes.method = nope' '%s'", out), 0);
 }
 
+/* hw = [a, b]: an axis of hardware files (second slowest, after traces),
+ * each resolved against the sweep file's folder and loaded with the overrides. */
+static void test_hw_axis(void) {
+    char text[2048];
+    snprintf(text, sizeof text, "@include \"%s/sim/hw/h200_pcie5.cfg\"\n", kvs_test_src());
+    write_cfg("hw_a.cfg", text);
+    snprintf(text, sizeof text, "@include \"%s/sim/hw/gh200_c2c.cfg\"\n", kvs_test_src());
+    write_cfg("hw_b.cfg", text);
+    kvs_sweep *sw = load_ok("hwaxis.cfg", "traces = \"a.h5\";\nhw = [\"hw_a.cfg\", \"hw_b.cfg\"];\n"
+                                          "base = { method = \"topk\"; };\n"
+                                          "axes = { budget = [64, 128];\n"
+                                          "  hw = { links = { host_to_gpu = { bw_bytes_per_s = [16e9, 32e9]; }; }; }; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 2 * 2 * 2);
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 0), "hw=hw_a.cfg budget=64 hw.links.host_to_gpu.bw_bytes_per_s=16000000000");
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 7), "hw=hw_b.cfg budget=128 hw.links.host_to_gpu.bw_bytes_per_s=32000000000");
+    CU_ASSERT_PTR_NOT_NULL(strstr(kvs_sweep_spec(sw, 0)->hw, "/sweep_unit/hw_a.cfg"));
+    CU_ASSERT_PTR_NOT_NULL(strstr(kvs_sweep_spec(sw, 4)->hw, "/sweep_unit/hw_b.cfg"));
+    /* the identity is the one a run records */
+    char h[17], e[512];
+    CU_ASSERT_EQUAL(kvs_ident_spec_hash(kvs_sweep_spec(sw, 5), h, e, sizeof e), 0);
+    CU_ASSERT_STRING_EQUAL(h, kvs_sweep_hash(sw, 5));
+    kvs_sweep_free(sw);
+    expect_bad("traces = \"a.h5\";\nhw = [\"hw_a.cfg\", \"hw_a.cfg\"];\n", "hw_a.cfg");   /* named twice */
+    expect_bad("traces = \"a.h5\";\nhw = [];\n", "hw");
+    expect_bad("traces = \"a.h5\";\nhw = [\"hw_a.cfg\", \"nope.cfg\"];\n", "nope.cfg");
+}
+
+/* One budget kind per sweep, read budgets included; read budgets are axes. */
+static void test_budget_kinds(void) {
+    expect_bad("traces = \"a.h5\";\nbase = { read_budget = 100; budget = 64; };\n", "read_budget");
+    expect_bad("traces = \"a.h5\";\nbase = { budget = 64; };\naxes = { read_budget_frac = [0.01, 0.02]; };\n",
+               "read_budget_frac");
+    expect_bad("traces = \"a.h5\";\nbase = { read_budget = 64; };\naxes = { budget_frac = [0.01, 0.02]; };\n",
+               "budget_frac");
+    kvs_sweep *sw = load_ok("rb.cfg", "traces = \"a.h5\";\nbase = { method = \"completion\"; };\n"
+                                      "axes = { read_budget = [64, 128]; features = [16, 32]; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 4);
+    CU_ASSERT_PTR_NOT_NULL(strstr(kvs_sweep_json(sw, 2), "\"read_budget\":128"));
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 3), "read_budget=128 features=32");
+    kvs_sweep_free(sw);
+    sw = load_ok("rbf.cfg", "traces = \"a.h5\";\nbase = { method = \"completion\"; };\n"
+                            "axes = { read_budget_frac = { start = 0.01; stop = 0.03; step = 0.01; }; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 3);
+    kvs_sweep_free(sw);
+}
+
+/* libconfig 1.5 reads 4294967297 as 1 and 5000000000 as 705032704: the
+ * sweep reads through kvs_cfg, which gives the exact 64-bit values. */
+static void test_wide_ints(void) {
+    char text[2048];
+    snprintf(text, sizeof text, "traces = \"a.h5\";\nhw = \"%s/sim/hw/h200_pcie5.cfg\";\n"
+             "base = { method = \"topk\"; budget = 64; };\n"
+             "axes = { hw = { ssd = { capacity_bytes = [5000000000, 4294967296]; }; }; };\n", kvs_test_src());
+    kvs_sweep *sw = load_ok("wide.cfg", text);
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 2);
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 0), "hw.ssd.capacity_bytes=5000000000");
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 1), "hw.ssd.capacity_bytes=4294967296");
+    kvs_sweep_free(sw);
+    sw = load_ok("wide2.cfg", "traces = \"a.h5\";\nbase = { method = \"completion\"; budget = 64; };\n"
+                              "axes = { seed = [1, 4294967297]; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 2);   /* not "1" twice */
+    CU_ASSERT_EQUAL(kvs_sweep_spec(sw, 1)->method.seed, 4294967297ULL);
+    kvs_sweep_free(sw);
+}
+
+static void hash_of(const char *name, const char *text, char out[17]) {
+    kvs_sweep *sw = load_ok(name, text);
+    out[0] = 0;
+    if (!sw) return;
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 1);
+    snprintf(out, 17, "%s", kvs_sweep_hash(sw, 0));
+    kvs_sweep_free(sw);
+}
+
+/* The identity follows the hardware file's resolved contents and the trace
+ * file's contents, not their paths. */
+static void test_identity(void) {
+    char text[2048], p[4200], h1[17], h2[17], h3[17], h4[17];
+    const char *sweep = "traces = \"id.h5\";\nhw = \"hw_id.cfg\";\nbase = { method = \"topk\"; budget = 64; };\n";
+    snprintf(p, sizeof p, "%s/id.h5", g_dir);
+    FILE *f = fopen(p, "w");
+    CU_ASSERT_FATAL(f != NULL);
+    for (int i = 0; i < 300000; i++) fputc('a' + i % 26, f);   /* > 192 KiB: head, middle blocks, tail */
+    fclose(f);
+    snprintf(text, sizeof text, "@include \"%s/sim/hw/h200_pcie5.cfg\"\n", kvs_test_src());
+    write_cfg("hw_id.cfg", text);
+    hash_of("id.cfg", sweep, h1);
+    hash_of("id.cfg", sweep, h2);
+    CU_ASSERT_STRING_EQUAL(h1, h2);   /* deterministic */
+    /* a comment changes the file but not the resolved hardware: same identity */
+    snprintf(text, sizeof text, "# the same hardware\n@include \"%s/sim/hw/h200_pcie5.cfg\"\n", kvs_test_src());
+    write_cfg("hw_id.cfg", text);
+    hash_of("id.cfg", sweep, h2);
+    CU_ASSERT_STRING_EQUAL(h1, h2);
+    /* other hardware under the same path: another identity */
+    snprintf(text, sizeof text, "@include \"%s/sim/hw/gh200_c2c.cfg\"\n", kvs_test_src());
+    write_cfg("hw_id.cfg", text);
+    hash_of("id.cfg", sweep, h3);
+    CU_ASSERT_STRING_NOT_EQUAL(h1, h3);
+    /* the trace: one byte changed in the middle, size and mtime kept */
+    struct stat st0;
+    CU_ASSERT_FATAL(stat(p, &st0) == 0);
+    uint64_t fp0 = 0, fp1 = 0;
+    char e[256];
+    CU_ASSERT_EQUAL(kvs_ident_trace_fp(p, &fp0, e, sizeof e), 0);
+    /* the middle blocks start at HEAD + span*(2i+1)/32: change the first byte of block 0 */
+    long off = 65536 + (300000 - 131072) / 32;
+    f = fopen(p, "r+");
+    CU_ASSERT_FATAL(f != NULL);
+    fseek(f, off, SEEK_SET);
+    fputc('#', f);
+    fclose(f);
+    struct timespec ts[2] = {st0.st_atim, st0.st_mtim};
+    CU_ASSERT_FATAL(utimensat(AT_FDCWD, p, ts, 0) == 0);
+    CU_ASSERT_EQUAL(kvs_ident_trace_fp(p, &fp1, e, sizeof e), 0);
+    CU_ASSERT(fp0 != fp1);
+    hash_of("id.cfg", sweep, h4);
+    CU_ASSERT_STRING_NOT_EQUAL(h3, h4);
+    /* the same bytes and mtime again: the same fingerprint */
+    f = fopen(p, "r+");
+    CU_ASSERT_FATAL(f != NULL);
+    fseek(f, off, SEEK_SET);
+    fputc('#', f);
+    fclose(f);
+    CU_ASSERT_FATAL(utimensat(AT_FDCWD, p, ts, 0) == 0);
+    CU_ASSERT_EQUAL(kvs_ident_trace_fp(p, &fp0, e, sizeof e), 0);
+    CU_ASSERT_EQUAL(fp0, fp1);
+    /* a touch (new mtime) alone is a change too */
+    CU_ASSERT_FATAL(utimensat(AT_FDCWD, p, NULL, 0) == 0);
+    CU_ASSERT_EQUAL(kvs_ident_trace_fp(p, &fp0, e, sizeof e), 0);
+    CU_ASSERT(fp0 != fp1);
+    CU_ASSERT_EQUAL(kvs_ident_trace_fp("/nonexistent/x.h5", &fp0, e, sizeof e), -1);
+    CU_ASSERT_PTR_NOT_NULL(strstr(e, "/nonexistent/x.h5"));
+    /* version and SIMD path are named */
+    CU_ASSERT_PTR_NOT_NULL(strchr(kvs_ident_revision(), '+'));
+    CU_ASSERT(!strcmp(kvs_ident_simd(), "scalar") || !strcmp(kvs_ident_simd(), "avx2+f16c"));
+}
+
+static int64_t add_run(kvs_db *db, const char *hash, int complete) {
+    kvs_run_info info = {.trace = "/x.h5", .method = "topk", .budget = 1, .config_json = "{}",
+                         .config_hash = hash, .kind = "eval"};
+    int64_t id = -1;
+    char e[512];
+    CU_ASSERT_EQUAL(kvs_db_run_begin(db, &info, -1, &id, e, sizeof e), 0);
+    kvs_run_rows rows = {0};
+    if (complete) CU_ASSERT_EQUAL(kvs_db_run_commit(db, id, &rows, e, sizeof e), 0);
+    return id;
+}
+
+static int64_t count(kvs_db *db, const char *sql) {
+    sqlite3_stmt *st = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2(kvs_db_handle(db), sql, -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+        n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    return n;
+}
+
+/* The plan skips complete identities, drops this sweep's leftovers (not
+ * other runs') and lists the rest in order. */
+static void test_plan(void) {
+    kvs_sweep *sw = load_ok("plan.cfg", "traces = \"a.h5\";\nbase = { method = \"topk\"; };\naxes = { budget = [1, 2, 3, 4]; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    char db_path[4200], e[512];
+    snprintf(db_path, sizeof db_path, "%s/plan.db", g_dir);
+    unlink(db_path);
+    kvs_db *db = NULL;
+    CU_ASSERT_FATAL(kvs_db_open(db_path, &db, e, sizeof e) == 0);
+    add_run(db, kvs_sweep_hash(sw, 0), 1);
+    add_run(db, kvs_sweep_hash(sw, 2), 1);
+    add_run(db, kvs_sweep_hash(sw, 1), 0);          /* a killed run of this sweep */
+    add_run(db, "00000000deadbeef", 0);             /* someone else's */
+    kvs_db_close(db);
+    size_t todo[4], n = 0;
+    CU_ASSERT_EQUAL(kvs_sweep_plan(sw, db_path, todo, &n, e, sizeof e), 0);
+    CU_ASSERT_EQUAL(n, 2);
+    if (n == 2) {
+        CU_ASSERT_EQUAL(todo[0], 1);
+        CU_ASSERT_EQUAL(todo[1], 3);
+    }
+    CU_ASSERT_FATAL(kvs_db_open(db_path, &db, e, sizeof e) == 0);
+    CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM runs WHERE status<>'complete'"), 1);
+    CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM runs WHERE config_hash='00000000deadbeef'"), 1);
+    CU_ASSERT_EQUAL(count(db, "SELECT count(*) FROM runs"), 3);
+    kvs_db_close(db);
+    kvs_sweep_free(sw);
+}
+
+/* A 100,000-point grid (and a sample drawing points many times) is expanded
+ * with each identity once; kvsim bench sweep --plan times it. */
+static void test_big_grid(void) {
+    kvs_sweep *sw = load_ok("big.cfg", "traces = \"a.h5\";\nbase = { method = \"topk\"; };\n"
+                                       "axes = { features = { start = 1; stop = 100; step = 1; };\n"
+                                       "         budget = { start = 1; stop = 1000; step = 1; }; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 100000);
+    CU_ASSERT_STRING_EQUAL(kvs_sweep_label(sw, 99999), "features=100 budget=1000");
+    kvs_sweep_free(sw);
+    sw = load_ok("bigs.cfg", "traces = \"a.h5\";\nbase = { method = \"topk\"; };\n"
+                             "axes = { budget = { start = 1; stop = 100; step = 1; }; };\n"
+                             "sample = { n = 5000; seed = 3; };\n");
+    CU_ASSERT_FATAL(sw != NULL);
+    CU_ASSERT_EQUAL(kvs_sweep_n_points(sw), 5000);
+    CU_ASSERT_EQUAL(kvs_sweep_count(sw), 100);   /* every budget drawn, each kept once */
+    kvs_sweep_free(sw);
+}
+
 void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("sweep", init_suite, NULL);
     CU_add_test(s, "grid expansion and order", test_grid);
@@ -292,4 +512,10 @@ void kvs_test_register(void) {
     CU_add_test(s, "seeded random sampling", test_sampling);
     CU_add_test(s, "trace paths: trace_dir, override, globs", test_paths);
     CU_add_test(s, "bad sweep files rejected before any run", test_bad_files);
+    CU_add_test(s, "hardware files as an axis", test_hw_axis);
+    CU_add_test(s, "one budget kind, read budgets as axes", test_budget_kinds);
+    CU_add_test(s, "64-bit integers libconfig would wrap", test_wide_ints);
+    CU_add_test(s, "identity: hardware and trace contents", test_identity);
+    CU_add_test(s, "plan: skip complete, drop leftovers", test_plan);
+    CU_add_test(s, "large grid deduplicated", test_big_grid);
 }

@@ -1,6 +1,9 @@
 /* test_trace.c — float16 conversion, trace reader/writer round trips, the
  * validator on good and broken files, the generator's head kinds, `trace cut`,
- * and the shared traces (skipped without ../shared). */
+ * and the shared traces (skipped without ../shared).  Suite "hostile"
+ * (issue 10): NaN/Inf detected by the reader while converting, datasets
+ * never or partly written, geometry claims the data cannot back, the probe
+ * containing libhdf5 crashes and hangs, `trace cut IN -o IN`, progress. */
 #include "kvs_f16.h"
 #include "kvs_gen.h"
 #include "kvs_oref.h"
@@ -13,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------ float16 */
@@ -198,7 +202,7 @@ static char vbuf[65536];
 static int validate_capture_iso(const char *path, int check_ref, int isolate, kvs_validate_result *r) {
     memset(vbuf, 0, sizeof vbuf);
     FILE *f = fmemopen(vbuf, sizeof vbuf - 1, "w");
-    kvs_validate_opts o = {check_ref, 1e-3, NULL, isolate};
+    kvs_validate_opts o = {.check_ref = check_ref, .ref_tol = 1e-3, .info = NULL, .isolate = isolate};
     int rc = kvs_validate_file(path, &o, f, r);
     fclose(f);
     return rc;
@@ -562,6 +566,314 @@ static void test_bad_bytes(void) {
     CU_ASSERT(invalid > 0);
 }
 
+/* ------------------------------------------------------------ hostile (issue 10) */
+
+/* every half, at positions inside a 32-block, an 8-block and the tail:
+ * the fused check says "non-finite" exactly for exponent 0x1f, converts
+ * exactly like the plain path, and the slow path locates it */
+static void test_f16_check_all_halves(void) {
+    enum { N = 45 };
+    uint16_t h[N];
+    float a[N], b[N];
+    const int pos[] = {0, 17, 31, 32, 39, 40, 44};
+    int mism = 0;
+    for (uint32_t x = 0; x < 65536; x++)
+        for (size_t pi = 0; pi < sizeof pos / sizeof pos[0]; pi++) {
+            for (int i = 0; i < N; i++) h[i] = (uint16_t)(0x3c00u + (unsigned)i);   /* finite */
+            h[pos[pi]] = (uint16_t)x;
+            int want_bad = (x & 0x7c00u) == 0x7c00u;
+            int fin = kvs_f16_to_f32_chk(h, a, N);
+            kvs_f16_to_f32(h, b, N);
+            if (fin == want_bad || memcmp(a, b, sizeof a)) mism++;
+            size_t first = 99;
+            int nan = -1;
+            size_t cnt = kvs_f16_nonfinite(h, N, &first, &nan);
+            if (cnt != (size_t)want_bad || (want_bad && (first != (size_t)pos[pi] || nan != ((x & 0x3ffu) != 0))))
+                mism++;
+        }
+    CU_ASSERT_EQUAL(mism, 0);
+    /* float32: NaN, +-Inf found at any position; FLT_MAX is finite */
+    float f[37];
+    for (int p = 0; p < 37; p++) {
+        for (int i = 0; i < 37; i++) f[i] = 3.4e38f;
+        CU_ASSERT_EQUAL(kvs_f32_finite(f, 37), 1);
+        f[p] = p % 3 == 0 ? NAN : p % 3 == 1 ? INFINITY : -INFINITY;
+        CU_ASSERT_EQUAL(kvs_f32_finite(f, 37), 0);
+        size_t first = 99;
+        int nan = -1;
+        CU_ASSERT_EQUAL(kvs_f32_nonfinite(f, 37, &first, &nan), 1);
+        CU_ASSERT_EQUAL(first, (size_t)p);
+        CU_ASSERT_EQUAL(nan, p % 3 == 0);
+    }
+}
+
+/* the reader fails on NaN/Inf with "FILE: layer L kv head H position P: K is NaN",
+ * or counts them when allowed; f16 and f32 files, k, v, q and o_ref */
+static void reader_nonfinite(int dtype) {
+    char p[1024], err[512], want[1200];
+    snprintf(want, sizeof want, "rnf_%d.h5", dtype);
+    kvs_test_path(p, sizeof p, want);
+    CU_ASSERT_EQUAL_FATAL(write_small(p, dtype, 0), 0);
+    poke_float(p, "layer_001/k", 1, 7, 3, NAN);
+    poke_float(p, "layer_001/v", 0, 44, 15, -INFINITY);
+    poke_float(p, "layer_000/q", 2, 1, 0, INFINITY);
+    poke_float(p, "layer_001/o_ref", 5, 3, 9, NAN);
+    kvs_trace *t = NULL;
+    CU_ASSERT_EQUAL_FATAL(kvs_trace_open(p, &t, err, sizeof err), 0);
+    float k[T_ * D_], v[T_ * D_], q[S_ * H_ * D_];
+    /* clean head, clean layer: fine */
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 0, 0, T_, k, NULL, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 0, 1, 0, T_, k, v, err, sizeof err), 0);
+    /* K NaN */
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 1, 0, T_, k, v, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: layer 1 kv head 1 position 7: K is NaN", p);
+    CU_ASSERT(strstr(err, want) == err);
+    if (strstr(err, want) != err) printf("\n%s\n", err);
+    /* rows that avoid it are fine; rows 8.. of head 1 have no NaN in k */
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 1, 8, 10, k, NULL, err, sizeof err), 0);
+    /* V -Inf at row 44 of head 0 */
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 0, 40, 6, NULL, v, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: layer 1 kv head 0 position 44: V is Inf", p);
+    CU_ASSERT(strstr(err, want) == err);
+    /* q Inf, o_ref NaN */
+    CU_ASSERT_EQUAL(kvs_trace_read_q(t, 0, 0, S_, q, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: layer 0 step 2 head 1: q is Inf", p);
+    CU_ASSERT(strstr(err, want) == err);
+    CU_ASSERT_EQUAL(kvs_trace_read_q(t, 0, 3, 3, q, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(kvs_trace_read_oref(t, 1, 0, S_, q, err, sizeof err), -1);
+    snprintf(want, sizeof want, "%s: layer 1 step 5 head 3: o_ref is NaN", p);
+    CU_ASSERT(strstr(err, want) == err);
+    /* allowed: values come back as stored and are counted */
+    long long before = kvs_trace_nonfinite_count(t);
+    kvs_trace_set_allow_nonfinite(t, 1);
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 1, 0, T_, k, v, err, sizeof err), 0);
+    CU_ASSERT(isnan(k[7 * D_ + 3]));
+    const kvs_trace_nonfinite_info *nf = kvs_trace_last_nonfinite(t);
+    CU_ASSERT_EQUAL(nf->count[0], 1);
+    CU_ASSERT_EQUAL(nf->first[0], 7 * D_ + 3);
+    CU_ASSERT_EQUAL(nf->first_nan[0], 1);
+    CU_ASSERT_EQUAL(nf->count[1], 0);
+    CU_ASSERT_EQUAL(kvs_trace_read_kv(t, 1, 0, 0, T_, k, v, err, sizeof err), 0);
+    CU_ASSERT(isinf(v[44 * D_ + 15]) && v[44 * D_ + 15] < 0);
+    CU_ASSERT_EQUAL(kvs_trace_last_nonfinite(t)->count[1], 1);
+    CU_ASSERT_EQUAL(kvs_trace_last_nonfinite(t)->first_nan[1], 0);
+    CU_ASSERT_EQUAL(kvs_trace_read_q(t, 0, 0, S_, q, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(kvs_trace_read_oref(t, 1, 0, S_, q, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(kvs_trace_nonfinite_count(t) - before, 4);
+    kvs_trace_close(t);
+}
+static void test_reader_nonfinite_f16(void) { reader_nonfinite(2); }
+static void test_reader_nonfinite_f32(void) { reader_nonfinite(4); }
+
+/* replaces dataset layer_000/<name> of p by one of the same shape and type
+ * whose data is never written (written_rows < 0) or whose first
+ * written_rows rows along dim 1 are written (chunks of 8 rows) */
+static void unwrite(const char *p, const char *name, int written_rows) {
+    hid_t f = h5open_rw(p);
+    hid_t g = H5Gopen2(f, "layer_000", H5P_DEFAULT);
+    hid_t d = H5Dopen2(g, name, H5P_DEFAULT);
+    hid_t ty = H5Dget_type(d), sp = H5Dget_space(d);
+    hsize_t dims[3];
+    H5Sget_simple_extent_dims(sp, dims, NULL);
+    H5Dclose(d);
+    CU_ASSERT(H5Ldelete(g, name, H5P_DEFAULT) >= 0);
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    hsize_t ch[3] = {1, 8, dims[2]};
+    H5Pset_chunk(dcpl, 3, ch);
+    d = H5Dcreate2(g, name, ty, sp, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    CU_ASSERT(d >= 0);
+    if (written_rows > 0) {
+        hsize_t st[3] = {0, 0, 0}, cnt[3] = {1, (hsize_t)written_rows, dims[2]};
+        float *buf = calloc((size_t)written_rows * dims[2], sizeof(float));
+        for (size_t i = 0; i < (size_t)written_rows * dims[2]; i++) buf[i] = 0.5f;
+        hid_t fs = H5Dget_space(d), ms = H5Screate_simple(3, cnt, NULL);
+        H5Sselect_hyperslab(fs, H5S_SELECT_SET, st, NULL, cnt, NULL);
+        CU_ASSERT(H5Dwrite(d, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, buf) >= 0);
+        H5Sclose(fs), H5Sclose(ms);
+        free(buf);
+    }
+    H5Pclose(dcpl), H5Dclose(d), H5Tclose(ty), H5Sclose(sp), H5Gclose(g), H5Fclose(f);
+}
+
+static void expect_open_fails(const char *p, const char *what) {
+    kvs_trace *t = NULL;
+    char err[1024];
+    CU_ASSERT_EQUAL(kvs_trace_open(p, &t, err, sizeof err), -1);
+    if (t) kvs_trace_close(t);
+    CU_ASSERT(strstr(err, p) == err && strstr(err, what) != NULL);
+    if (!strstr(err, what)) printf("\nopen %s: want '%s', got: %s\n", p, what, err);
+    CU_ASSERT_EQUAL(kvs_trace_probe(p, 30, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, what) != NULL);
+}
+
+static void test_never_written(void) {
+    char p[1024];
+    good_copy(p, sizeof p, "unwritten_k");
+    unwrite(p, "k", -1);
+    expect_open_fails(p, "/layer_000/k: never written");
+    expect_invalid(p, 0, "/layer_000/k", "written data: never written");
+    good_copy(p, sizeof p, "partial_v");
+    unwrite(p, "v", 16);        /* 2 of 2 x 6 chunks of 8 rows */
+    expect_open_fails(p, "/layer_000/v: partially written: 2 of its 12 chunks");
+    expect_invalid(p, 0, "/layer_000/v", "written data: partially written");
+}
+
+/* an 8 KB-class file claiming 2^30 positions: rejected by the structure
+ * checks before any value is read (it used to be scanned for hours) */
+static void test_claims_huge(void) {
+    char p[1024];
+    kvs_test_path(p, sizeof p, "claims_huge.h5");
+    kvs_trace_meta m;
+    small_meta(&m);
+    m.prefill_len = (1L << 30) - 1;
+    m.n_decode = 1;
+    m.n_layers = 1;
+    m.has_o_ref = 0;
+    m.has_tokens = 0;
+    hid_t f = H5Fcreate(p, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    const char *ints[] = {"kvtrace_version", "n_layers", "n_heads", "n_kv_heads", "head_dim", "prefill_len", "n_decode"};
+    long long iv[] = {1, 1, H_, KVH_, D_, m.prefill_len, 1};
+    for (int i = 0; i < 7; i++) {
+        hid_t s = H5Screate(H5S_SCALAR), a = H5Acreate2(f, ints[i], H5T_STD_I64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+        H5Awrite(a, H5T_NATIVE_LLONG, &iv[i]);
+        H5Aclose(a), H5Sclose(s);
+    }
+    double sc = 0.25;
+    hid_t s = H5Screate(H5S_SCALAR), a = H5Acreate2(f, "softmax_scale", H5T_IEEE_F64LE, s, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, H5T_NATIVE_DOUBLE, &sc);
+    H5Aclose(a);
+    hid_t st = H5Tcopy(H5T_C_S1);
+    H5Tset_size(st, 5);
+    a = H5Acreate2(f, "rope", st, s, H5P_DEFAULT, H5P_DEFAULT);
+    H5Awrite(a, st, "none");
+    H5Aclose(a), H5Tclose(st), H5Sclose(s);
+    hid_t g = H5Gcreate2(f, "layer_000", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    hsize_t kd[3] = {KVH_, 1ULL << 30, D_}, kc[3] = {1, 1024, D_}, qd[3] = {1, H_, D_};
+    hid_t dcpl = H5Pcreate(H5P_DATASET_CREATE);
+    H5Pset_chunk(dcpl, 3, kc);
+    hid_t ks = H5Screate_simple(3, kd, NULL), qs = H5Screate_simple(3, qd, NULL);
+    hid_t dk = H5Dcreate2(g, "k", H5T_IEEE_F32LE, ks, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    hid_t dv = H5Dcreate2(g, "v", H5T_IEEE_F32LE, ks, H5P_DEFAULT, dcpl, H5P_DEFAULT);
+    /* one chunk of k written: "partially written", not "never" */
+    float one[1024 * D_];
+    for (int i = 0; i < 1024 * D_; i++) one[i] = 1;
+    hsize_t s0[3] = {0, 0, 0}, c1[3] = {1, 1024, D_};
+    hid_t fs = H5Dget_space(dk), ms = H5Screate_simple(3, c1, NULL);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, s0, NULL, c1, NULL);
+    CU_ASSERT(H5Dwrite(dk, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, one) >= 0);
+    H5Sclose(fs), H5Sclose(ms);
+    float qv[H_ * D_];
+    for (int i = 0; i < H_ * D_; i++) qv[i] = 1;
+    hid_t dq = H5Dcreate2(g, "q", H5T_IEEE_F32LE, qs, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    H5Dwrite(dq, H5T_NATIVE_FLOAT, H5S_ALL, H5S_ALL, H5P_DEFAULT, qv);
+    H5Dclose(dk), H5Dclose(dv), H5Dclose(dq), H5Sclose(ks), H5Sclose(qs), H5Pclose(dcpl), H5Gclose(g), H5Fclose(f);
+    struct stat sb;
+    CU_ASSERT(stat(p, &sb) == 0 && sb.st_size < 200000);
+    expect_open_fails(p, "/layer_000/k: ");
+    kvs_validate_result r;
+    CU_ASSERT_EQUAL(validate_capture_iso(p, 0, 1, &r), 1);
+    CU_ASSERT(strstr(vbuf, "/layer_000/k: written data: its shape needs") != NULL ||
+              strstr(vbuf, "/layer_000/k: written data: partially written") != NULL);
+    CU_ASSERT(strstr(vbuf, "/layer_000/v: written data:") != NULL);
+    CU_ASSERT_EQUAL(r.values_scanned, 0);
+}
+
+/* the probe: good file fine; corrupt files from tests/fuzz/corpus_crashers
+ * (they crash or hang libhdf5 1.10 in-process) give one line naming the
+ * file, and this process survives; results are cached per file version */
+static void test_probe(void) {
+    char p[1024], err[1400];
+    kvs_test_path(p, sizeof p, "probe_good.h5");
+    CU_ASSERT_EQUAL_FATAL(write_small(p, 2, 1), 0);
+    kvs_trace_probe_forget();
+    CU_ASSERT_EQUAL(kvs_trace_probe(p, 30, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(kvs_trace_probe(p, 30, err, sizeof err), 0);          /* cached */
+    /* the same path rewritten as garbage: a new version, probed again */
+    sleep(1);
+    FILE *f = fopen(p, "wb");
+    fputs("\x89HDF\r\n\x1a\n garbage garbage garbage", f);
+    fclose(f);
+    CU_ASSERT_EQUAL(kvs_trace_probe(p, 30, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, p) == err);
+    char q[1024];
+    kvs_test_path(q, sizeof q, "probe_missing.h5");
+    CU_ASSERT_EQUAL(kvs_trace_probe(q, 30, err, sizeof err), -1);
+    CU_ASSERT(strstr(err, "No such file") != NULL);
+    static const char *crashers[] = {"h5crash_attr_a.h5", "h5crash_attr_b.h5", "h5crash_layer_a.h5", "h5oob_attr_a.h5",
+                                     "h5hang_a.h5"};
+    setenv("KVSIM_PROBE_TIMEOUT_S", "3", 1);
+    int crashed = 0;
+    for (size_t i = 0; i < sizeof crashers / sizeof crashers[0]; i++) {
+        snprintf(p, sizeof p, "%s/tests/fuzz/corpus_crashers/%s", kvs_test_src(), crashers[i]);
+        struct stat sb;
+        CU_ASSERT_FATAL(stat(p, &sb) == 0);
+        CU_ASSERT_EQUAL(kvs_trace_probe(p, 30, err, sizeof err), -1);
+        CU_ASSERT(strstr(err, p) == err && !strchr(err, '\n'));
+        if (strstr(err, "the HDF5 library")) crashed++;
+        printf("\n  %s", err);
+    }
+    unsetenv("KVSIM_PROBE_TIMEOUT_S");
+    printf("\n  (%d of %zu contained as HDF5 crashes/hangs) ", crashed, sizeof crashers / sizeof crashers[0]);
+    CU_ASSERT(crashed >= 3);
+}
+
+/* `trace cut IN -o IN` (or a hard link to IN) refuses and leaves IN as it was */
+static void test_cut_self(void) {
+    char p[1024], h[1024];
+    kvs_test_path(p, sizeof p, "cut_self.h5");
+    kvs_test_path(h, sizeof h, "cut_self_link.h5");
+    CU_ASSERT_EQUAL_FATAL(write_small(p, 2, 0), 0);
+    unlink(h);
+    CU_ASSERT_EQUAL(link(p, h), 0);
+    struct stat a, b;
+    stat(p, &a);
+    const char *bin = kvs_test_bin();
+    CU_ASSERT_EQUAL(kvs_test_sh("%s trace cut %s -o %s --context 20 --steps 0:2 2>/dev/null", bin, p, p), 2);
+    CU_ASSERT_EQUAL(kvs_test_sh("%s trace cut %s -o %s --context 20 --steps 0:2 2>/dev/null", bin, p, h), 2);
+    CU_ASSERT_EQUAL(kvs_test_sh("cd %s && %s trace cut ./cut_self.h5 -o ../$(basename %s)/cut_self.h5 2>/dev/null",
+                                kvs_test_tmp(), bin, kvs_test_tmp()), 2);
+    stat(p, &b);
+    CU_ASSERT(a.st_ino == b.st_ino && a.st_size == b.st_size && a.st_mtim.tv_sec == b.st_mtim.tv_sec &&
+              a.st_mtim.tv_nsec == b.st_mtim.tv_nsec);
+    kvs_validate_result r;
+    CU_ASSERT_EQUAL(validate_capture(p, 1, &r), 0);
+}
+
+typedef struct {
+    int calls, monotonic;
+    double last, total;
+} prog_rec;
+static void prog_cb(void *ctx, double done, double total) {
+    prog_rec *r = ctx;
+    if (done < r->last) r->monotonic = 0;
+    r->calls++;
+    r->last = done;
+    r->total = total;
+}
+
+/* progress callbacks of validate and gen reach total, monotonically */
+static void test_progress(void) {
+    char p[1024];
+    kvs_test_path(p, sizeof p, "prog.h5");
+    kvs_gen_opts o;
+    kvs_gen_defaults(&o);
+    o.n_layers = 3;
+    o.prefill_len = 200;
+    prog_rec g = {0, 1, 0, 0};
+    o.progress = prog_cb;
+    o.progress_ctx = &g;
+    char err[512];
+    CU_ASSERT_EQUAL_FATAL(kvs_gen_write(p, &o, err, sizeof err), 0);
+    CU_ASSERT_EQUAL(g.calls, 3 * o.n_kv_heads);
+    CU_ASSERT(g.monotonic && g.last == g.total && g.total == 3.0 * o.n_kv_heads);
+    prog_rec v = {0, 1, 0, 0};
+    kvs_validate_opts vo = {.check_ref = 1, .ref_tol = 1e-3, .progress = prog_cb, .progress_ctx = &v};
+    kvs_validate_result r;
+    CU_ASSERT_EQUAL(kvs_validate_file(p, &vo, NULL, &r), 0);
+    CU_ASSERT(v.calls >= 1 && v.monotonic);
+    CU_ASSERT_DOUBLE_EQUAL(v.last, v.total, 1e-6 * v.total);
+}
+
 /* ------------------------------------------------------------ generator */
 
 typedef struct {
@@ -855,6 +1167,15 @@ void kvs_test_register(void) {
     s = CU_add_suite("cli", NULL, NULL);
     CU_add_test(s, "trace cut", test_cli_cut);
     CU_add_test(s, "trace info / validate / gen usage", test_cli_info_validate);
+    s = CU_add_suite("hostile", NULL, NULL);
+    CU_add_test(s, "f16/f32 fused NaN/Inf check, all halves", test_f16_check_all_halves);
+    CU_add_test(s, "reader: NaN/Inf in k, v, q, o_ref (f16)", test_reader_nonfinite_f16);
+    CU_add_test(s, "reader: NaN/Inf in k, v, q, o_ref (f32)", test_reader_nonfinite_f32);
+    CU_add_test(s, "never / partially written datasets", test_never_written);
+    CU_add_test(s, "2^30 positions claimed by a small file", test_claims_huge);
+    CU_add_test(s, "probe contains HDF5 crashes and hangs", test_probe);
+    CU_add_test(s, "trace cut IN -o IN refused", test_cut_self);
+    CU_add_test(s, "progress of gen and validate", test_progress);
     s = CU_add_suite("samples", NULL, NULL);
     CU_add_test(s, "shared traces --check-ref", test_shared_traces);
     CU_add_test(s, "shipped samples --check-ref", test_shipped_samples);

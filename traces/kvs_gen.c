@@ -242,6 +242,7 @@ int kvs_gen_write(const char *path, const kvs_gen_opts *o, char *err, size_t err
                     for (int i = 0; i < d; i++) orow[i] = (float)acc[i];
                 }
             }
+            if (o->progress) o->progress(o->progress_ctx, (double)l * KVH + kvh + 1, (double)o->n_layers * KVH);
         }
         if (kvs_trace_writer_put_q(w, l, 0, S, q, err, errlen) ||
             kvs_trace_writer_put_oref(w, l, 0, S, oref, err, errlen))

@@ -29,6 +29,7 @@
  *   no partial file is left). */
 #ifndef KVS_GEN_H
 #define KVS_GEN_H
+#include "kvs_trace.h"
 #include <stddef.h>
 
 typedef enum { KVS_HEAD_BROAD = 0, KVS_HEAD_LOCAL, KVS_HEAD_RETRIEVAL, KVS_HEAD_SINK, KVS_HEAD_MIXED } kvs_head_kind;
@@ -43,6 +44,8 @@ typedef struct {
     int window;             /* local: window, default 64 */
     int n_sinks;            /* sink: positions 0..n_sinks-1, default 1 */
     int n_retrieval;        /* retrieval: far tokens per kv head, default 4 (<= head_dim/4) */
+    kvs_trace_progress_fn progress;   /* optional: (layer, kv head) pairs written / total, after each */
+    void *progress_ctx;
 } kvs_gen_opts;
 
 /* 2 layers, 8 heads, 2 kv heads, d 64, T0 1024, S 8, f16, gzip 4, seed 1, mixed */

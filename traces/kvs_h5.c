@@ -251,8 +251,9 @@ void kvs_h5_fmt_dims(char *buf, size_t n, const hsize_t *dims, int rank) {
 
 int kvs_h5_read_f32(hid_t dset, kvs_h5_kind kind, int r, const hsize_t *start,
                     const hsize_t *count, float *out, void **scratch, size_t *scratch_n,
-                    char *why, size_t whyn) {
+                    kvs_h5_nf *nf, char *why, size_t whyn) {
     hsize_t total = 1;
+    if (nf) memset(nf, 0, sizeof *nf);
     for (int i = 0; i < r; i++) total *= count[i];
     if (total == 0) return 0;
     hid_t fs = H5Dget_space(dset), ms = -1, ft = -1;
@@ -263,6 +264,11 @@ int kvs_h5_read_f32(hid_t dset, kvs_h5_kind kind, int r, const hsize_t *start,
     if (ms < 0) goto h5err;
     if (kind == KVS_H5_F32) {
         if (H5Dread(dset, H5T_NATIVE_FLOAT, ms, fs, H5P_DEFAULT, out) < 0) goto h5err;
+        if (nf && !kvs_f32_finite(out, (size_t)total)) {
+            size_t first = 0;
+            nf->count = (long long)kvs_f32_nonfinite(out, (size_t)total, &first, &nf->first_nan);
+            nf->first = (long long)first;
+        }
     } else if (kind == KVS_H5_F16LE || kind == KVS_H5_F16BE) {
         size_t need = (size_t)total * sizeof(uint16_t);
         if (*scratch_n < need) {
@@ -282,7 +288,13 @@ int kvs_h5_read_f32(hid_t dset, kvs_h5_kind kind, int r, const hsize_t *start,
         int host_le = *(const uint8_t *)&one == 1;
         if ((kind == KVS_H5_F16BE) == host_le)
             for (hsize_t i = 0; i < total; i++) h[i] = (uint16_t)((h[i] >> 8) | (h[i] << 8));
-        kvs_f16_to_f32(h, out, (size_t)total);
+        if (!nf) {
+            kvs_f16_to_f32(h, out, (size_t)total);
+        } else if (!kvs_f16_to_f32_chk(h, out, (size_t)total)) {
+            size_t first = 0;
+            nf->count = (long long)kvs_f16_nonfinite(h, (size_t)total, &first, &nf->first_nan);
+            nf->first = (long long)first;
+        }
     } else {
         snprintf(why, whyn, "unsupported element type");
         goto done;
@@ -295,5 +307,109 @@ done:
     if (ft >= 0) H5Tclose(ft);
     if (ms >= 0) H5Sclose(ms);
     if (fs >= 0) H5Sclose(fs);
+    return rc;
+}
+
+int kvs_h5_check_storage(hid_t dset, const hsize_t *dims, int rank, size_t esize, long long file_bytes,
+                         long long *budget, long long *stored, char *why, size_t whyn) {
+    double want = (double)esize;                   /* claimed bytes (double: no overflow) */
+    for (int i = 0; i < rank; i++) want *= (double)dims[i];
+    *stored = 0;
+    H5D_space_status_t ss;
+    if (H5Dget_space_status(dset, &ss) < 0) {
+        kvs_h5_last_error(why, whyn);
+        return -1;
+    }
+    if (ss == H5D_SPACE_STATUS_NOT_ALLOCATED) {
+        snprintf(why, whyn, "never written: no storage allocated for its %.0f bytes, every value would be the "
+                 "fill value", want);
+        return -1;
+    }
+    hid_t dcpl = H5Dget_create_plist(dset);
+    if (dcpl < 0) {
+        kvs_h5_last_error(why, whyn);
+        return -1;
+    }
+    H5D_layout_t lay = H5Pget_layout(dcpl);
+    int rc = -1;
+    hsize_t st = 0;
+    if (lay == H5D_CHUNKED) {
+        hsize_t cd[8];
+        int cr = H5Pget_chunk(dcpl, 8, cd);
+        if (cr != rank) {
+            snprintf(why, whyn, "chunk rank %d does not match the dataset rank %d", cr, rank);
+            goto done;
+        }
+        double need = 1;
+        for (int i = 0; i < rank; i++) {
+            if (!cd[i]) {
+                snprintf(why, whyn, "zero chunk dimension");
+                goto done;
+            }
+            need *= (double)((dims[i] + cd[i] - 1) / cd[i]);
+        }
+        if (need > (double)file_bytes) {      /* each stored chunk takes bytes in the file */
+            snprintf(why, whyn, "its shape needs %.0f chunks, more than the file's %lld bytes can hold", need,
+                     file_bytes);
+            goto done;
+        }
+        hsize_t nch = 0;
+        hid_t fsp = H5Dget_space(dset);
+        herr_t e = fsp < 0 ? -1 : H5Dget_num_chunks(dset, fsp, &nch);
+        if (fsp >= 0) H5Sclose(fsp);
+        if (e < 0) {
+            kvs_h5_last_error(why, whyn);
+            goto done;
+        }
+        if (nch == 0) {
+            snprintf(why, whyn, "never written: none of its %.0f chunks is stored, every value would be the "
+                     "fill value", need);
+            goto done;
+        }
+        if ((double)nch < need) {
+            snprintf(why, whyn, "partially written: %llu of its %.0f chunks stored, the rest would read as fill "
+                     "values", (unsigned long long)nch, need);
+            goto done;
+        }
+        st = H5Dget_storage_size(dset);
+        if (H5Pget_nfilters(dcpl) == 0 && (double)st < want) {
+            snprintf(why, whyn, "uncompressed, yet only %llu of its %.0f bytes are stored", (unsigned long long)st,
+                     want);
+            goto done;
+        }
+    } else if (lay == H5D_CONTIGUOUS) {
+        st = H5Dget_storage_size(dset);
+        haddr_t off = H5Dget_offset(dset);
+        if (off == HADDR_UNDEF || (double)off + want > (double)file_bytes) {
+            snprintf(why, whyn, "its %.0f bytes of contiguous data lie %s the end of the file (%lld bytes)", want,
+                     off == HADDR_UNDEF ? "beyond" : "past", file_bytes);
+            goto done;
+        }
+    } else if (lay == H5D_COMPACT) {
+        st = H5Dget_storage_size(dset);
+    } else {
+        snprintf(why, whyn, "unsupported storage layout (virtual or external)");
+        goto done;
+    }
+    if (st == 0) {
+        snprintf(why, whyn, "never written: 0 bytes stored for %.0f bytes of data", want);
+        goto done;
+    }
+    if ((long long)st > *budget) {
+        snprintf(why, whyn, "claims %llu bytes of storage, more than the %lld bytes left in the file (%lld bytes): "
+                 "corrupt or overlapping chunks", (unsigned long long)st, *budget > 0 ? *budget : 0, file_bytes);
+        goto done;
+    }
+    if (want > 1100.0 * (double)st) {
+        snprintf(why, whyn, "claims %.0f bytes of data from %llu stored bytes (%.0f:1; deflate cannot exceed "
+                 "1032:1): the geometry does not match the stored data", want, (unsigned long long)st,
+                 want / (double)st);
+        goto done;
+    }
+    *budget -= (long long)st;
+    *stored = (long long)st;
+    rc = 0;
+done:
+    H5Pclose(dcpl);
     return rc;
 }

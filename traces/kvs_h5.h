@@ -36,11 +36,34 @@ hid_t kvs_h5_open_dset(hid_t loc, const char *name, hid_t dapl, char *why, size_
 int kvs_h5_dims(hid_t dset, hsize_t *dims, int maxrank);
 /* "a x b x c" */
 void kvs_h5_fmt_dims(char *buf, size_t n, const hsize_t *dims, int rank);
+/* Non-finite values found by a read: count, flat index of the first in the
+ * selection (row-major), whether that one is a NaN (else +-Inf). */
+typedef struct {
+    long long count, first;
+    int first_nan;
+} kvs_h5_nf;
 /* Reads a hyperslab (start/count, rank r) of a float dataset into float32,
  * converting float16 with kvs_f16 (file type as memory type, then our own
- * conversion).  scratch/scratch_n is a growable buffer owned by the caller
- * (free() it).  Returns 0 or -1 with HDF5's message in why. */
+ * conversion).  With nf non-NULL, NaN/Inf are detected in the same loop
+ * as the float16 conversion (float32: one exponent test over the buffer
+ * HDF5 just filled) and described in *nf (count 0 when all finite).
+ * scratch/scratch_n is a growable buffer owned by the caller (free() it).
+ * Returns 0 or -1 with HDF5's message in why. */
 int kvs_h5_read_f32(hid_t dset, kvs_h5_kind kind, int r, const hsize_t *start,
                     const hsize_t *count, float *out, void **scratch, size_t *scratch_n,
-                    char *why, size_t whyn);
+                    kvs_h5_nf *nf, char *why, size_t whyn);
+/* Storage check of a float or integer dataset of element size esize and
+ * shape dims (already checked): its data must really be in the file, so
+ * that reading it cannot return invented (fill) values or cost more than
+ * the file can hold.  Fails (-1, a phrase in why) when no storage was ever
+ * allocated (never written: every read would return the fill value), when
+ * a chunked dataset has fewer chunks stored than its shape needs
+ * (partially written), when its stored bytes exceed what is left of the
+ * file (*budget, decremented: pass the file size for the first dataset),
+ * when a contiguous block lies past the end of the file, or when the
+ * claimed size is more than 1100 times the stored bytes (deflate cannot
+ * exceed 1032:1; uncompressed data must be stored in full).  O(number of
+ * chunks).  *stored gets the storage size. */
+int kvs_h5_check_storage(hid_t dset, const hsize_t *dims, int rank, size_t esize, long long file_bytes,
+                         long long *budget, long long *stored, char *why, size_t whyn);
 #endif

@@ -30,6 +30,10 @@ struct kvs_trace {
     hid_t k, v, q, o;
     void *scratch;
     size_t scratch_n;
+    long long file_bytes, budget;  /* during open: storage not yet accounted for */
+    int allow_nonfinite;
+    long long nonfinite;           /* non-finite values returned so far */
+    kvs_trace_nonfinite_info last; /* of the last read */
 };
 
 
@@ -164,13 +168,22 @@ static int check_dset(kvs_trace *t, hid_t g, const char *gname, const char *name
     if (ty < 0) kvs_h5_last_error(why, sizeof why);
     else kind = kvs_h5_classify(ty, why, sizeof why);
     if (ty >= 0) H5Tclose(ty);
-    H5Dclose(d);
     if (kind == KVS_H5_BAD) {
+        H5Dclose(d);
         kvs_seterr(err, errlen, "%s: /%s/%s: wrong type: %s", t->path, gname, name, why);
         return -1;
     }
     if (f32_only && kind != KVS_H5_F32) {
+        H5Dclose(d);
         kvs_seterr(err, errlen, "%s: /%s/%s: wrong type: must be float32, found float16", t->path, gname, name);
+        return -1;
+    }
+    long long stored = 0;
+    int src = kvs_h5_check_storage(d, dims, rank, kind == KVS_H5_F32 ? 4 : 2, t->file_bytes, &t->budget, &stored,
+                                   why, sizeof why);
+    H5Dclose(d);
+    if (src) {
+        kvs_seterr(err, errlen, "%s: /%s/%s: %s", t->path, gname, name, why);
         return -1;
     }
     return (int)kind;
@@ -230,15 +243,24 @@ static int check_layers(kvs_trace *t, char *err, size_t errlen) {
         hsize_t dims[8];
         int r = kvs_h5_dims(d, dims, 8);
         hid_t ty = H5Dget_type(d);
-        int isint = ty >= 0 && H5Tget_class(ty) == H5T_INTEGER && H5Tget_size(ty) <= 8;
+        size_t tsz = ty >= 0 ? H5Tget_size(ty) : 0;
+        int isint = ty >= 0 && H5Tget_class(ty) == H5T_INTEGER && tsz >= 1 && tsz <= 8;
         if (ty >= 0) H5Tclose(ty);
-        H5Dclose(d);
         if (r != 1 || dims[0] != T) {
+            H5Dclose(d);
             kvs_seterr(err, errlen, "%s: /tokens: wrong shape: expected %llu", t->path, (unsigned long long)T);
             return -1;
         }
         if (!isint) {
+            H5Dclose(d);
             kvs_seterr(err, errlen, "%s: /tokens: wrong type: must be an integer (int32)", t->path);
+            return -1;
+        }
+        long long stored = 0;
+        int src = kvs_h5_check_storage(d, dims, 1, tsz, t->file_bytes, &t->budget, &stored, why, sizeof why);
+        H5Dclose(d);
+        if (src) {
+            kvs_seterr(err, errlen, "%s: /tokens: %s", t->path, why);
             return -1;
         }
         m->has_tokens = 1;
@@ -270,6 +292,7 @@ int kvs_trace_open(const char *path, kvs_trace **out, char *err, size_t errlen) 
         return -1;
     }
     t->path = strdup(path);
+    t->file_bytes = t->budget = (long long)st.st_size;
     t->cur_layer = -1;
     t->k = t->v = t->q = t->o = -1;
     t->file = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
@@ -371,6 +394,41 @@ static int open_layer(kvs_trace *t, int layer, char *err, size_t errlen) {
     return rc;
 }
 
+void kvs_trace_set_allow_nonfinite(kvs_trace *t, int allow) { t->allow_nonfinite = allow != 0; }
+long long kvs_trace_nonfinite_count(const kvs_trace *t) { return t->nonfinite; }
+const kvs_trace_nonfinite_info *kvs_trace_last_nonfinite(const kvs_trace *t) { return &t->last; }
+
+/* After a read: records what the conversion loop found and, unless the
+ * handle allows it, turns the first non-finite value into the error
+ * "FILE: layer L kv head H position P: K is NaN" (kind 1: k/v rows from
+ * row0 of kv head `head`; 2: q, 3: o_ref, steps from row0). */
+static int nonfinite_outcome(kvs_trace *t, const kvs_h5_nf *nf, int kind, int layer, int head, long row0,
+                             char *err, size_t errlen) {
+    const kvs_trace_meta *m = &t->meta;
+    for (int i = 0; i < 2; i++) {
+        t->last.count[i] = nf[i].count;
+        t->last.first[i] = nf[i].first;
+        t->last.first_nan[i] = nf[i].first_nan;
+        t->nonfinite += nf[i].count;
+    }
+    if (t->allow_nonfinite) return 0;
+    for (int i = 0; i < 2; i++) {
+        if (!nf[i].count) continue;
+        long long f = nf[i].first, d = m->head_dim;
+        const char *what = nf[i].first_nan ? "NaN" : "Inf";
+        if (kind == 1)
+            kvs_seterr(err, errlen, "%s: layer %d kv head %d position %lld: %s is %s (%lld non-finite value%s in "
+                       "this read)", t->path, layer, head, (long long)row0 + f / d, i ? "V" : "K", what, nf[i].count,
+                       nf[i].count == 1 ? "" : "s");
+        else
+            kvs_seterr(err, errlen, "%s: layer %d step %lld head %lld: %s is %s (%lld non-finite value%s in this "
+                       "read)", t->path, layer, (long long)row0 + f / (d * m->n_heads), (f / d) % m->n_heads,
+                       kind == 2 ? "q" : "o_ref", what, nf[i].count, nf[i].count == 1 ? "" : "s");
+        return -1;
+    }
+    return 0;
+}
+
 int kvs_trace_read_kv(kvs_trace *t, int layer, int kv_head, long t0, long n, float *k, float *v,
                       char *err, size_t errlen) {
     const kvs_trace_meta *m = &t->meta;
@@ -386,19 +444,22 @@ int kvs_trace_read_kv(kvs_trace *t, int layer, int kv_head, long t0, long n, flo
     hsize_t start[3] = {(hsize_t)kv_head, (hsize_t)t0, 0};
     hsize_t count[3] = {1, (hsize_t)n, (hsize_t)m->head_dim};
     char why[256];
+    kvs_h5_nf nf[2];
+    memset(&t->last, 0, sizeof t->last);
+    memset(nf, 0, sizeof nf);
     if (k && kvs_h5_read_f32(t->k, (kvs_h5_kind)t->kinds[layer].k, 3, start, count, k, &t->scratch,
-                             &t->scratch_n, why, sizeof why)) {
+                             &t->scratch_n, &nf[0], why, sizeof why)) {
         kvs_seterr(err, errlen, "%s: /layer_%03d/k: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
                kv_head, t0, n, why);
         return -1;
     }
     if (v && kvs_h5_read_f32(t->v, (kvs_h5_kind)t->kinds[layer].v, 3, start, count, v, &t->scratch,
-                             &t->scratch_n, why, sizeof why)) {
+                             &t->scratch_n, &nf[1], why, sizeof why)) {
         kvs_seterr(err, errlen, "%s: /layer_%03d/v: read failed (kv_head %d, rows %ld+%ld): %s", t->path, layer,
                kv_head, t0, n, why);
         return -1;
     }
-    return 0;
+    return nonfinite_outcome(t, nf, 1, layer, kv_head, t0, err, errlen);
 }
 
 static int read_steps(kvs_trace *t, int which, int layer, long s0, long n, float *out, char *err,
@@ -420,13 +481,16 @@ static int read_steps(kvs_trace *t, int which, int layer, long s0, long n, float
     char why[256];
     hid_t d = which ? t->o : t->q;
     int kind = which ? t->kinds[layer].o : t->kinds[layer].q;
-    if (kvs_h5_read_f32(d, (kvs_h5_kind)kind, 3, start, count, out, &t->scratch, &t->scratch_n, why,
+    kvs_h5_nf nf[2];
+    memset(&t->last, 0, sizeof t->last);
+    memset(nf, 0, sizeof nf);
+    if (kvs_h5_read_f32(d, (kvs_h5_kind)kind, 3, start, count, out, &t->scratch, &t->scratch_n, &nf[0], why,
                         sizeof why)) {
         kvs_seterr(err, errlen, "%s: /layer_%03d/%s: read failed (steps %ld+%ld): %s", t->path, layer, name, s0,
                n, why);
         return -1;
     }
-    return 0;
+    return nonfinite_outcome(t, nf, which ? 3 : 2, layer, 0, s0, err, errlen);
 }
 
 int kvs_trace_read_q(kvs_trace *t, int layer, long s0, long n, float *q, char *err, size_t errlen) {

@@ -3,12 +3,14 @@
 #include "kvs_h5.h"
 #include "kvs_oref.h"
 #include "kvs_trace.h"
+#include "kvs_util.h"
 #include <errno.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -17,6 +19,7 @@ typedef struct {
     const char *path;
     FILE *out;
     kvs_validate_result *res;
+    long long file_bytes, budget;   /* storage not yet accounted for (rule "written data") */
 } vctx;
 
 static void problem(vctx *c, const char *obj, const char *rule, const char *fmt, ...)
@@ -143,6 +146,16 @@ static int check_dset(vctx *c, hid_t loc, const char *obj, const char *name, con
             ok = 0;
         }
     }
+    if (ok) {
+        size_t esz = ty >= 0 ? H5Tget_size(ty) : 0;
+        long long stored = 0;
+        if (esz < 1 || esz > 8 ||
+            kvs_h5_check_storage(d, dims, rank, esz, c->file_bytes, &c->budget, &stored, why, sizeof why)) {
+            if (esz < 1 || esz > 8) snprintf(why, sizeof why, "element size %zu", esz);
+            problem(c, obj, "written data", "%s", why);
+            ok = 0;
+        }
+    }
     if (ty >= 0) H5Tclose(ty);
     H5Dclose(d);
     return ok;
@@ -197,27 +210,37 @@ static int check_layers(vctx *c, hid_t f, const vgeom *g, int *all_oref) {
 
 /* ---------------------------------------------------------- values */
 
-static long scan_finite(const float *x, size_t n, size_t *first) {
-    long bad = 0;
-    for (size_t i = 0; i < n; i++)
-        if (!isfinite(x[i])) {
-            if (!bad) *first = i;
-            bad++;
-        }
-    return bad;
+typedef struct {
+    kvs_trace_progress_fn fn;
+    void *ctx;
+    double done, total, last_s;
+} vprog;
+
+/* at most ~10 calls a second, plus the final one */
+static void vprog_add(vprog *p, double n) {
+    p->done += n;
+    if (!p->fn) return;
+    double t = kvs_now_s();
+    if (t - p->last_s >= 0.1 || p->done >= p->total) {
+        p->last_s = t;
+        p->fn(p->ctx, p->done, p->total);
+    }
 }
 
-static void report_nonfinite(vctx *c, const char *obj, long bad, const float *x, size_t first, const char *where) {
-    problem(c, obj, "finite values", "%ld non-finite value%s, first %s at %s", bad, bad == 1 ? "" : "s",
-            isnan(x[first]) ? "NaN" : "Inf", where);
+static void report_nonfinite(vctx *c, const char *obj, long long bad, int nan, const char *where) {
+    problem(c, obj, "finite values", "%lld non-finite value%s, first %s at %s", bad, bad == 1 ? "" : "s",
+            nan ? "NaN" : "Inf", where);
 }
 
-static int scan_values(vctx *c, kvs_trace *t) {
+/* The NaN/Inf test is the reader's (inside its float16 conversion): the
+ * handle allows non-finite values and each read says how many it saw. */
+static int scan_values(vctx *c, kvs_trace *t, vprog *pg) {
     const kvs_trace_meta *m = kvs_trace_get_meta(t);
     long T = kvs_trace_len(t), d = m->head_dim;
     long rows = 8192;
     char err[512], obj[64], where[128];
     int ok = 1;
+    kvs_trace_set_allow_nonfinite(t, 1);
     float *k = malloc(sizeof(float) * (size_t)rows * (size_t)d);
     float *v = malloc(sizeof(float) * (size_t)rows * (size_t)d);
     long step_blk = 1 + (1L << 20) / ((long)m->n_heads * d);
@@ -229,7 +252,7 @@ static int scan_values(vctx *c, kvs_trace *t) {
         return 0;
     }
     for (int l = 0; l < m->n_layers; l++) {
-        long badk = 0, badv = 0;
+        long long badk = 0, badv = 0;
         for (int h = 0; h < m->n_kv_heads; h++)
             for (long t0 = 0; t0 < T; t0 += rows) {
                 long n = T - t0 < rows ? T - t0 : rows;
@@ -239,26 +262,24 @@ static int scan_values(vctx *c, kvs_trace *t) {
                     ok = 0;
                     goto next_layer;
                 }
-                size_t fk = 0, fv = 0;
-                long bk = scan_finite(k, (size_t)(n * d), &fk), bv = scan_finite(v, (size_t)(n * d), &fv);
+                const kvs_trace_nonfinite_info *nf = kvs_trace_last_nonfinite(t);
                 c->res->values_scanned += 2 * n * d;
-                if (bk && !badk) {
-                    snprintf(obj, sizeof obj, "/layer_%03d/k", l);
-                    snprintf(where, sizeof where, "[kv_head %d, t %ld, i %ld]", h, t0 + (long)fk / d, (long)fk % d);
-                    report_nonfinite(c, obj, bk, k, fk, where);
+                vprog_add(pg, 2.0 * (double)n * (double)d);
+                for (int i = 0; i < 2; i++) {
+                    long long *tot = i ? &badv : &badk;
+                    if (nf->count[i] && !*tot) {
+                        snprintf(obj, sizeof obj, "/layer_%03d/%s", l, i ? "v" : "k");
+                        snprintf(where, sizeof where, "[kv_head %d, t %lld, i %lld]", h, t0 + nf->first[i] / d,
+                                 nf->first[i] % d);
+                        report_nonfinite(c, obj, nf->count[i], nf->first_nan[i], where);
+                    }
+                    *tot += nf->count[i];
                 }
-                if (bv && !badv) {
-                    snprintf(obj, sizeof obj, "/layer_%03d/v", l);
-                    snprintf(where, sizeof where, "[kv_head %d, t %ld, i %ld]", h, t0 + (long)fv / d, (long)fv % d);
-                    report_nonfinite(c, obj, bv, v, fv, where);
-                }
-                badk += bk;
-                badv += bv;
             }
         if (badk || badv) ok = 0;
         for (int which = 0; which < 2; which++) {
             if (which && !m->has_o_ref) break;
-            long bad = 0;
+            long long bad = 0;
             for (long s0 = 0; s0 < m->n_decode; s0 += step_blk) {
                 long n = m->n_decode - s0 < step_blk ? m->n_decode - s0 : step_blk;
                 int rc = which ? kvs_trace_read_oref(t, l, s0, n, q, err, sizeof err)
@@ -269,29 +290,30 @@ static int scan_values(vctx *c, kvs_trace *t) {
                     ok = 0;
                     break;
                 }
-                size_t f = 0;
+                const kvs_trace_nonfinite_info *nf = kvs_trace_last_nonfinite(t);
                 size_t cnt = (size_t)n * (size_t)m->n_heads * (size_t)d;
-                long b = scan_finite(q, cnt, &f);
                 c->res->values_scanned += (long long)cnt;
-                if (b && !bad) {
-                    long per = (long)m->n_heads * d;
-                    snprintf(where, sizeof where, "[step %ld, head %ld, i %ld]", s0 + (long)f / per,
-                             ((long)f % per) / d, (long)f % d);
-                    report_nonfinite(c, obj, b, q, f, where);
+                vprog_add(pg, (double)cnt);
+                if (nf->count[0] && !bad) {
+                    long long per = (long long)m->n_heads * d, f = nf->first[0];
+                    snprintf(where, sizeof where, "[step %lld, head %lld, i %lld]", s0 + f / per, (f % per) / d,
+                             f % d);
+                    report_nonfinite(c, obj, nf->count[0], nf->first_nan[0], where);
                     ok = 0;
                 }
-                bad += b;
+                bad += nf->count[0];
             }
         }
     next_layer:;
     }
+    kvs_trace_set_allow_nonfinite(t, 0);
     free(k), free(v), free(q);
     return ok;
 }
 
 /* ---------------------------------------------------------- o_ref */
 
-static void check_ref(vctx *c, kvs_trace *t, const kvs_validate_opts *o) {
+static void check_ref(vctx *c, kvs_trace *t, const kvs_validate_opts *o, vprog *pg) {
     const kvs_trace_meta *m = kvs_trace_get_meta(t);
     long T = kvs_trace_len(t), S = m->n_decode, T0 = m->prefill_len;
     int d = m->head_dim, H = m->n_heads, G = m->n_heads / m->n_kv_heads;
@@ -325,6 +347,7 @@ static void check_ref(vctx *c, kvs_trace *t, const kvs_validate_opts *o) {
                 for (int h = kvh * G; h < (kvh + 1) * G; h++) {
                     const float *qv = q + ((size_t)s * (size_t)H + (size_t)h) * (size_t)d;
                     kvs_oref_row(qv, k, v, np, d, m->softmax_scale, p, acc);
+                    vprog_add(pg, (double)np * d);
                     double rel = kvs_oref_rel_l2(oref + ((size_t)s * (size_t)H + (size_t)h) * (size_t)d, acc, d);
                     if (!(rel <= worst)) {
                         worst = rel;
@@ -352,6 +375,18 @@ done:
  * into an endless loop) gets an alarm; the data phase has no limit */
 static unsigned struct_alarm_s = 0;
 
+/* the structure phase's limit: 20 s, or KVSIM_PROBE_TIMEOUT_S (the same
+ * override as kvs_trace_probe's) */
+static unsigned struct_limit_s(void) {
+    const char *e = getenv("KVSIM_PROBE_TIMEOUT_S");
+    if (e && *e) {
+        char *end;
+        double v = strtod(e, &end);
+        if (*end == 0 && v >= 1 && v <= 86400) return (unsigned)v;
+    }
+    return 20;
+}
+
 static void relay(FILE *from, FILE *to) {
     char buf[4096];
     size_t n;
@@ -363,7 +398,7 @@ static void relay(FILE *from, FILE *to) {
 /* runs the checks in a child; relays its lines; a child that dies before
  * sending its result is reported as a crash of the HDF5 library */
 static int validate_isolated(const char *path, const kvs_validate_opts *opts, FILE *out, kvs_validate_result *res) {
-    vctx c = {path, out, res};
+    vctx c = {path, out, res, 0, 0};
     int pfd[2];
     FILE *tout = tmpfile(), *tinfo = opts->info && opts->info != out ? tmpfile() : NULL;
     if (!tout || (opts->info && opts->info != out && !tinfo) || pipe(pfd) != 0) {
@@ -376,13 +411,20 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
     if (opts->info) fflush(opts->info);
     fflush(stdout);
     fflush(stderr);
+    pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
+        /* die with the parent (a SIGKILLed `kvsim trace validate` must not
+         * leave its child scanning) */
+        prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent) _exit(97);
+        signal(SIGINT, SIG_DFL);     /* Ctrl-C / kill end the child too */
+        signal(SIGTERM, SIG_DFL);
         close(pfd[0]);
         kvs_validate_opts o2 = *opts;
         o2.isolate = 0;
         o2.info = opts->info ? (tinfo ? tinfo : tout) : NULL;
-        struct_alarm_s = 20;
+        struct_alarm_s = struct_limit_s();
         kvs_validate_result r;
         kvs_validate_file(path, &o2, tout, &r);
         fflush(tout);
@@ -402,12 +444,14 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
     size_t got = 0;
     while (got < sizeof r) {
         ssize_t n = read(pfd[0], (char *)&r + got, sizeof r - got);
+        if (n < 0 && errno == EINTR) continue;
         if (n <= 0) break;
         got += (size_t)n;
     }
     close(pfd[0]);
     int st = 0;
-    waitpid(pid, &st, 0);
+    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {
+    }
     if (tinfo) relay(tinfo, opts->info);
     relay(tout, out);
     fclose(tout);
@@ -417,7 +461,9 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
         return r.n_problems ? 1 : 0;
     }
     if (WIFSIGNALED(st) && WTERMSIG(st) == SIGALRM)
-        problem(&c, "/", "HDF5 library", "hung for %u s reading the file structure (corrupt file)", 20u);
+        problem(&c, "/", "HDF5 library", "hung for %u s reading the file structure (corrupt file)", struct_limit_s());
+    else if (WIFSIGNALED(st) && (WTERMSIG(st) == SIGINT || WTERMSIG(st) == SIGTERM))
+        problem(&c, "/", "validator", "interrupted (signal %d) before the check finished", WTERMSIG(st));
     else if (WIFSIGNALED(st))
         problem(&c, "/", "HDF5 library", "crashed with signal %d while reading this file (corrupt file)", WTERMSIG(st));
     else
@@ -428,12 +474,12 @@ static int validate_isolated(const char *path, const kvs_validate_opts *opts, FI
 
 int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out, kvs_validate_result *res) {
     kvs_validate_result local;
-    kvs_validate_opts dflt = {0, 0, NULL, 0};
+    kvs_validate_opts dflt = {.check_ref = 0};
     if (!res) res = &local;
     if (!opts) opts = &dflt;
     memset(res, 0, sizeof *res);
     if (opts->isolate) return validate_isolated(path, opts, out, res);
-    vctx c = {path, out, res};
+    vctx c = {path, out, res, 0, 0};
     kvs_h5_init();
     if (struct_alarm_s) alarm(struct_alarm_s);
     struct stat st;
@@ -445,6 +491,7 @@ int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out
         problem(&c, "/", "readable file", "not a regular file");
         return 1;
     }
+    c.file_bytes = c.budget = (long long)st.st_size;
     if (H5Fis_hdf5(path) <= 0) {
         problem(&c, "/", "HDF5 file", "no HDF5 signature found (not HDF5, or truncated/corrupt header)");
         return 1;
@@ -475,9 +522,15 @@ int kvs_validate_file(const char *path, const kvs_validate_opts *opts, FILE *out
         return 1;
     }
     if (struct_alarm_s) alarm(0);
-    res->values_ok = scan_values(&c, t);
+    const kvs_trace_meta *m = kvs_trace_get_meta(t);
+    double T = (double)kvs_trace_len(t), S = (double)m->n_decode, d = m->head_dim;
+    vprog pg = {opts->progress, opts->progress_ctx, 0, 0, 0};
+    pg.total = m->n_layers * (2.0 * m->n_kv_heads * T * d + (1.0 + m->has_o_ref) * S * m->n_heads * d);
+    if (opts->check_ref && all_oref)        /* one row of attention per (step, head): (T0 + s + 1) * d */
+        pg.total += m->n_layers * (double)m->n_heads * d * (S * (double)m->prefill_len + S * (S + 1) / 2);
+    res->values_ok = scan_values(&c, t, &pg);
     if (res->values_ok && opts->check_ref) {
-        if (all_oref) check_ref(&c, t, opts);
+        if (all_oref) check_ref(&c, t, opts, &pg);
         else problem(&c, "/layer_*/o_ref", "o_ref present for --check-ref", "not every layer has o_ref");
     }
     kvs_trace_close(t);

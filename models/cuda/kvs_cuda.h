@@ -69,7 +69,8 @@ int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, const kvs_cu
 /* Implementations of pass 1 (same results to rounding): 0 = each lane
  * loads 8 rows of K/V straight into registers (default, fastest measured),
  * 1 = the same with 4 rows, 2 = K/V tiles staged through shared memory by
- * cp.async, 4 tiles deep, 3 = 8 rows without the 3-blocks-per-SM register cap.  Process-wide; returns cudaErrorInvalidValue for
+ * cp.async, 4 tiles deep, 3 = 8 rows without the 3-blocks-per-SM register cap, 4 = the tensor-core
+ * kernel of kvs_cuda_decode.cu where kvs_cu_dec_supported (default; else variant 0).  Process-wide; returns cudaErrorInvalidValue for
  * an unknown variant. */
 int kvs_cu_attn_set_variant(int variant);
 /* Variants 0/1 called directly. */
@@ -115,6 +116,69 @@ int kvs_cu_topk(int nseq, int hkv, int G, int d, int n_ctx_stride, int p, float 
 /* Copies n page blocks of `bytes` each (a multiple of 16): src[i] -> dst[i]
  * (addresses; src may be mapped pinned host memory = zero-copy gather). */
 int kvs_cu_gather(const uint64_t *src, const uint64_t *dst, int n, size_t bytes, cudaStream_t stream);
+
+/* ---- tensor-core decode attention (kvs_cuda_decode.cu) --------------------
+ * Same partial-state contract as kvs_cu_attn_partial (combined by
+ * kvs_cu_attn_combine).  Supported: d in {64, 128}, G in 1..8, P a power of
+ * two >= 16 (kvs_cu_dec_supported); kvs_cu_attn_partial uses it for those
+ * shapes (variant 4, the default) and the SIMT kernels otherwise. */
+int kvs_cu_dec_supported(int d, int G, int page);
+/* 0 (default): K/V straight into registers; 1: through a cp.async shared-
+ * memory pipeline (STAGES deep).  Process-wide. */
+void kvs_cu_dec_set_async(int on);
+int kvs_cu_dec_get_async(void);
+/* CTAs resident on the whole GPU (SMs x occupancy) for head_dim d. */
+int kvs_cu_dec_resident_blocks(int d);
+/* Splits per (seq, KV head) for one wave: floor(resident / problems) (>= 1),
+ * at most one per 128 rows of the problem. */
+int kvs_cu_dec_nsplit(int d, int problems, long rows_per_problem);
+int kvs_cu_dec_partial_ent(const kvs_cu_attn_shape *s, const float *q, const kvs_cu_entry *ent,
+                           const int32_t *ent_off, float *part, cudaStream_t stream);
+/* Paged KV with a page table and (optionally) a token list:
+ *   page blocks as above (K [P][d] then V [P][d]); ptab[h][i] = device address
+ *   of page i of problem h = seq*hkv + kvh (row stride ptab_stride);
+ *   tok[h][0..ntok[h]) = positions read (ascending is not required); tok NULL:
+ *   positions 0..ntok-1; ntok NULL: ntok_all for every problem.  Device-side
+ *   counts let a CUDA graph replay selections of any size up to the stride. */
+typedef struct {
+    kvs_cu_attn_shape shape;
+    const uint64_t *ptab;
+    int ptab_stride;
+    const int32_t *tok;
+    int tok_stride;
+    const int32_t *ntok;
+    int ntok_all;
+} kvs_cu_paged;
+int kvs_cu_attn_paged_partial(const kvs_cu_paged *a, const float *q, float *part, cudaStream_t stream);
+
+/* ---- multi-block selection (kvs_cuda_decode.cu) ---------------------------
+ * Oracle Top-K over a paged KV: logits of the G queries over positions
+ * 0..p of each problem h (nh = nseq*hkv), softmax per head, group sum, the kk
+ * largest in [lo, hi) (ties to the lower position), written ascending to
+ * out[h][a0 ..) after the anchors 0..a0-1 and followed by the positions
+ * w0..w1-1; nout[h] (optional) = a0 + kk + (w1 - w0).  Every pass is
+ * multi-block (no kernel has one CTA per head).  work: kvs_cu_select_work_bytes(nh, G, p + 1) bytes. */
+size_t kvs_cu_select_work_bytes(int nh, int G, int n);
+int kvs_cu_topk_paged(int nh, int G, int d, int page, const uint64_t *ptab, int ptab_stride, int p, float scale,
+                      const float *q, int lo, int hi, int kk, int a0, int w0, int w1, void *work, int32_t *out,
+                      int out_stride, int32_t *nout, cudaStream_t stream);
+/* Quest: meta [nh][npages][2][d] fp16 (min, max of each page's K rows, by
+ * kvs_cu_quest_meta); page bound b_g = scale sum_d max(q_d min_d, q_d max_d),
+ * page score = sum_g softmax over pages [0, npages) of b_g; the kp best pages
+ * of [lo, hi), ascending, to pages[h][0..kp).  work: kvs_cu_select_work_bytes(nh, G, npages). */
+int kvs_cu_quest_meta(int nh, int d, int page, int npages, const uint64_t *ptab, int ptab_stride, uint16_t *meta,
+                      cudaStream_t stream);
+int kvs_cu_quest_pages(int nh, int G, int d, int npages, const uint16_t *meta, float scale, const float *q, int lo,
+                       int hi, int kp, void *work, int32_t *pages, int pages_stride, cudaStream_t stream);
+/* Quest pages -> token list [0, a0) + the pages' rows + [w0, w1), ntok[h];
+ * sub (optional): one kvs_cu_entry per page ([nh][kp]) for the completion
+ * estimate's subtraction. */
+int kvs_cu_quest_expand(int nh, const int32_t *pages, int kp, int page, int a0, int w0, int w1,
+                        const uint64_t *ptab, int ptab_stride, int32_t *tok, int tok_stride, int32_t *ntok,
+                        kvs_cu_entry *sub, cudaStream_t stream);
+/* The select passes alone over given scores [nh][n] (>= 0). */
+int kvs_cu_select_scores(int nh, int n, const float *score, int lo, int hi, int kk, void *work, int32_t *idx,
+                         int idx_stride, cudaStream_t stream);
 
 #ifdef __cplusplus
 }

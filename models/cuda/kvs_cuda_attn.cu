@@ -36,7 +36,7 @@ __device__ __forceinline__ void h8_to_f(const uint4 &r, float f[8])
 }
 
 static int g_direct_unroll = 8;   // rows per lane batch of the direct kernel (4 or 8)
-static int g_variant = 0;          // kvs_cu_attn_set_variant
+static int g_variant = 4;          // kvs_cu_attn_set_variant (4: tensor-core kernel)
 
 template <int D, int G, int U, int MINB>
 __global__ void __launch_bounds__(ATTN_THREADS, MINB) attn_partial_kernel(
@@ -225,7 +225,7 @@ static int dispatch_partial(const kvs_cu_attn_shape *s, const float *q, const kv
 
 extern "C" int kvs_cu_attn_set_variant(int v)
 {
-    if (v < 0 || v > 3) return (int)cudaErrorInvalidValue;
+    if (v < 0 || v > 4) return (int)cudaErrorInvalidValue;
     g_variant = v;
     return 0;
 }
@@ -458,6 +458,8 @@ extern "C" int kvs_cu_attn_partial(const kvs_cu_attn_shape *s, const float *q, c
                                    const int32_t *ent_off, float *part, cudaStream_t stream)
 {
     if (s->nsplit < 1 || s->page < 4 || (s->page & (s->page - 1))) return (int)cudaErrorInvalidValue;
+    if (g_variant == 4 && kvs_cu_dec_supported(s->d, s->G, s->page))
+        return kvs_cu_dec_partial_ent(s, q, ent, ent_off, part, stream);
     if (g_variant != 2) {
         g_direct_unroll = g_variant == 1 ? 4 : g_variant == 3 ? 9 : 8;
         return kvs_cu_attn_partial_direct(s, q, ent, ent_off, part, stream);
@@ -679,28 +681,49 @@ extern "C" int kvs_cu_completion_est(const kvs_cu_attn_shape *s, const kvs_cu_es
 }
 
 // ---- combine ------------------------------------------------------------------
-// grid (nseq*hkv), threads G*d (<= 1024).  Merges splits (base-2 states),
-// adds the estimate, normalises once.
+// grid (nseq*hkv*G), threads d x CW: one CTA per query head, so a problem with
+// many splits is merged by G SMs; the CW thread groups of d take every CW-th
+// split and merge through shared memory.  Merges splits (base-2 states), adds
+// the estimate, normalises once.
+#define COMBINE_CW 4
 __global__ void combine_kernel(const float *__restrict__ part, const float *__restrict__ est, int nchunk,
                                int nsplit, int G, int D, float *__restrict__ o, float *__restrict__ lse,
                                float *__restrict__ mass_est)
 {
-    const int sk = blockIdx.x;
-    const int x = threadIdx.x;
-    if (x >= G * D) return;
-    const int g = x / D, dd = x % D;
-    const size_t nml = (size_t)gridDim.x * nsplit * G;
+    __shared__ float sh_m[COMBINE_CW], sh_l[COMBINE_CW], sh_a[COMBINE_CW][128];
+    const int sk = blockIdx.x / G, g = blockIdx.x % G;
+    const int dd = threadIdx.x % D, grp = threadIdx.x / D;
+    const int x = g * D + dd;
+    const size_t nml = (size_t)(gridDim.x / G) * nsplit * G;
     const float *pm = part + (size_t)sk * nsplit * G;
     const float *pl = part + nml + (size_t)sk * nsplit * G;
     const float *pa = part + 2 * nml + (size_t)sk * nsplit * G * D;
+    float Mg = -INFINITY;
+    for (int s = grp; s < nsplit; s += COMBINE_CW) Mg = fmaxf(Mg, pm[s * G + g]);
+    float Lg = 0.f, Ag = 0.f;
+    if (Mg != -INFINITY) {
+#pragma unroll 4
+        for (int s = grp; s < nsplit; s += COMBINE_CW) {
+            float w = exp2f(pm[s * G + g] - Mg);
+            Lg += w * pl[s * G + g];
+            Ag += w * pa[((size_t)s * G + g) * D + dd];
+        }
+    }
+    if (dd == 0) {
+        sh_m[grp] = Mg;
+        sh_l[grp] = Lg;
+    }
+    sh_a[grp][dd] = Ag;
+    __syncthreads();
+    if (grp) return;
     float M = -INFINITY;
-    for (int s = 0; s < nsplit; s++) M = fmaxf(M, pm[s * G + g]);
+    for (int c = 0; c < COMBINE_CW; c++) M = fmaxf(M, sh_m[c]);
     float L = 0.f, A = 0.f;
     if (M != -INFINITY)
-        for (int s = 0; s < nsplit; s++) {
-            float w = exp2f(pm[s * G + g] - M);
-            L += w * pl[s * G + g];
-            A += w * pa[((size_t)s * G + g) * D + dd];
+        for (int c = 0; c < COMBINE_CW; c++) {
+            const float w = exp2f(sh_m[c] - M);   // an empty group: m = -inf, w = 0
+            L += w * sh_l[c];
+            A += w * sh_a[c][dd];
         }
     const float Mn = M * KVS_LN2;   // natural-log max of the exact part
     float res, share = 0.f;
@@ -735,7 +758,8 @@ extern "C" int kvs_cu_attn_combine(const kvs_cu_attn_shape *s, const float *part
                                    float *o, float *lse, float *mass_est, cudaStream_t stream)
 {
     if (s->G * s->d > 1024) return (int)cudaErrorInvalidValue;
-    combine_kernel<<<s->nseq * s->hkv, s->G * s->d, 0, stream>>>(part, est, nchunk, s->nsplit, s->G, s->d, o,
-                                                                 lse, mass_est);
+    if (s->d > 128) return (int)cudaErrorInvalidValue;
+    combine_kernel<<<s->nseq * s->hkv * s->G, s->d * COMBINE_CW, 0, stream>>>(part, est, nchunk, s->nsplit, s->G,
+                                                                              s->d, o, lse, mass_est);
     return (int)cudaGetLastError();
 }

@@ -5,13 +5,15 @@
 #include <cuda_fp16.h>
 #include <cub/block/block_scan.cuh>
 #include <math.h>
+#include <stdlib.h>
 
 #define SEL_THREADS 1024
 
 size_t kvs_cu_topk_work_floats(int nseq, int hkv, int G, int n)
 {
     size_t nh = (size_t)nseq * hkv;
-    return nh * G * n + nh * G * 2 + nh * n;
+    // logits, stats, scores, then the multi-block select's work (kvs_cuda_decode.cu)
+    return nh * G * n + nh * G * 2 + nh * n + 16 + kvs_cu_select_work_bytes((int)nh, 1, n) / 4 + 16;
 }
 
 // logits[sk][g][j] = scale q_g . k_j for j in 0..n-1; a row group of d/8
@@ -219,8 +221,18 @@ extern "C" int kvs_cu_topk(int nseq, int hkv, int G, int d, int n_ctx_stride, in
     if (rc) return rc;
     softmax_stats_kernel<<<(unsigned)(nh * G), SEL_THREADS, 0, stream>>>(logits, n, stats);
     group_score_kernel<<<dim3((n + 255) / 256, (unsigned)nh), 256, 0, stream>>>(logits, stats, G, n, score);
-    radix_select_kernel<<<(unsigned)nh, SEL_THREADS, 0, stream>>>(score, n, lo, hi, kk, idx);
-    return (int)cudaGetLastError();
+    // multi-block radix select (the one-block radix_select_kernel is kept as
+    // the simple version beside it; KVSIM_GPU_TOPK_1BLOCK=1 selects it)
+    static int one_block = -1;
+    if (one_block < 0) one_block = getenv("KVSIM_GPU_TOPK_1BLOCK") && atoi(getenv("KVSIM_GPU_TOPK_1BLOCK"));
+    if (one_block) {
+        radix_select_kernel<<<(unsigned)nh, SEL_THREADS, 0, stream>>>(score, n, lo, hi, kk, idx);
+        return (int)cudaGetLastError();
+    }
+    void *sw = (void *)(((uintptr_t)(score + nh * n) + 63) & ~(uintptr_t)63);
+    rc = (int)cudaGetLastError();
+    if (rc) return rc;
+    return kvs_cu_select_scores((int)nh, n, score, lo, hi, kk, sw, idx, kk, stream);
 }
 
 // ---- page gather ---------------------------------------------------------------

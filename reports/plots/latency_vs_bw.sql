@@ -1,13 +1,13 @@
--- title: Step latency vs host-link bandwidth and SSD share
--- caption: Mean simulated latency of a decode step against the host-to-GPU link bandwidth, one line per method and share of the mid-region KV pages on SSD (1 for placement = ssd, policy.ssd_fraction for split, 0 otherwise), averaged over the sweep's other settings (budgets, traces). Needs timing runs that vary hw.links.host_to_gpu.bw_bytes_per_s (at least two values for a method).
+-- title: Step latency vs host-link bandwidth
+-- caption: Mean simulated latency of a decode step against the host-to-GPU link bandwidth; one line per method and value of every other setting that varies in the database (budget, placement and SSD fraction, hardware file, cache, model preset, ...: named in the legend). Averaged: traces and feature-map seeds only (n_runs in the data). Needs timing runs at two or more host bandwidths for a method.
 -- order: 50
-SELECT r.method || ' ssd=' || COALESCE(printf('%g', r.ssd_share), '-') AS series,
+SELECT r.method || COALESCE(' ' || l.bw_label, '')   AS series,
        r.host_bw_bytes_per_s / 1e9                      AS host_bw_gb_per_s,
-       AVG(l.lat_mean_us)                               AS lat_mean_us,
+       AVG(t.lat_mean_us)                               AS lat_mean_us,
        COUNT(*)                                         AS n_runs
-FROM v_runs r JOIN v_run_latency l USING (run_id)
+FROM v_runs r JOIN v_run_latency t USING (run_id) JOIN v_run_label l USING (run_id)
 WHERE r.host_bw_bytes_per_s > 0
   AND r.method IN (SELECT method FROM v_runs WHERE host_bw_bytes_per_s > 0
                    GROUP BY method HAVING COUNT(DISTINCT host_bw_bytes_per_s) > 1)
-GROUP BY r.method, r.ssd_share, r.host_bw_bytes_per_s
-ORDER BY r.method, r.ssd_share, host_bw_gb_per_s;
+GROUP BY series, r.host_bw_bytes_per_s
+ORDER BY series, host_bw_gb_per_s;

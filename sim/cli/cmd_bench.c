@@ -9,6 +9,7 @@ int kvs_cmd_bench(int argc, char **argv) {
         {"trace",   kvs_bench_trace,   "trace read throughput vs HDF5's own f16 conversion"},
         {"kernels", kvs_bench_kernels, "attention kernels vs a STREAM-like copy"},
         {"evq",     kvs_bench_evq,     "event engine events/s vs SimPy 2 on the same model"},
+        {"decode",  kvs_bench_decode,  "forward pass tokens/s at 8k context vs a copy of its bytes"},
         {"sweep",   kvs_bench_sweep,   "sweep overhead per run, 2 workers vs 1"},
     };
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {

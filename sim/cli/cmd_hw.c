@@ -5,6 +5,7 @@
 #include "kvs_evq.h"
 #include "kvs_hw.h"
 #include "kvs_hwval.h"
+#include "kvs_util.h"
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -63,10 +64,14 @@ int kvs_cmd_hw(int argc, char **argv) {
     int n = 0, json = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kvsim hw FILE [--set key=value]... [--json]\n\n"
-                   "Loads a hardware config strictly (unknown keys, missing keys, bad values are\n"
-                   "errors), applies the overrides and prints every key with its unit, or the\n"
-                   "canonical JSON stored in runs.config_json.  Keys: sim/HARDWARE.md.\n");
+            printf("usage: kvsim hw [FILE] [--set key=value]... [--json]\n\n"
+                   "Loads a hardware config strictly (unknown keys, missing keys, values outside a\n"
+                   "key's physical range are errors), applies the overrides and prints every key\n"
+                   "with its value (plain, then in readable units), its unit and where it was set\n"
+                   "(the comment on that line and file:line; '(default)' or '(override ...)'), or\n"
+                   "with --json the canonical JSON stored in runs.config_json.\n"
+                   "FILE defaults to sim/hw/h200_pcie5.cfg (found through $KVSIM_SRC, the current\n"
+                   "folder or the folder above the kvsim program).  Keys and ranges: sim/HARDWARE.md.\n");
             return 0;
         }
         if (!strcmp(argv[i], "--json")) json = 1;
@@ -92,7 +97,7 @@ int kvs_cmd_hw(int argc, char **argv) {
     } else {
         printf("# %s (%s)\n", path, hw.name[0] ? hw.name : "unnamed");
         for (int i = 0; i < n; i++) printf("# override %s = %s\n", keys[i], vals[i]);
-        printf("%-42s %-16s %-8s %s\n", "# key", "value", "unit", "source (comment in the file, file:line)");
+        printf("%-42s %-28s %-8s %s\n", "# key", "value", "unit", "source (comment in the file, file:line)");
         kvs_hw_print(&hw, path, stdout);
     }
     return 0;
@@ -214,25 +219,19 @@ static void hold_ev(kvs_evq *q, void *ctx, int64_t arg) {
     kvs_evq_push(q, kvs_evq_now(q) + dt, hold_ev, h, arg);
 }
 
-static double wall(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
 static double run_c(long n_proc, long events) {
     kvs_evq *q = kvs_evq_new();
     hold_ctx h = {88172645463325252ull, 0, (uint64_t)events};
     for (long i = 0; i < n_proc; i++)
         kvs_evq_push(q, (int64_t)(-1000.0 * log(uniform01(&h.s))), hold_ev, &h, i);
-    double t0 = wall();
+    double t0 = kvs_now_s();
     uint64_t fired = 0;
     kvs_event e;
     while (h.count < h.target && kvs_evq_pop(q, &e)) {
         e.fn(q, e.ctx, e.arg);
         fired++;
     }
-    double dt = wall() - t0;
+    double dt = kvs_now_s() - t0;
     kvs_evq_free(q);
     return (double)fired / dt;
 }
@@ -269,13 +268,13 @@ int kvs_bench_evq(int argc, char **argv) {
     static const long procs[3] = {1, 100, 10000};
     printf("%-10s %14s %14s %8s\n", "processes", "kvsim ev/s", "SimPy2 ev/s", "ratio");
     int rc = 0;
-    double min_ratio = INFINITY;
+    double min_ratio = HUGE_VAL;
     for (int k = 0; k < 3; k++) {
         double c = run_c(procs[k], c_events);
         char cmd[512];
         snprintf(cmd, sizeof cmd, "/usr/bin/python3 %s %ld %ld 2>&1", tmpl, procs[k], py_events);
         FILE *p = popen(cmd, "r");
-        double py = NAN;
+        double py = (double)NAN;
         long pn = 0, pe = 0;
         double ps = 0;
         char line[512];

@@ -6,7 +6,9 @@
  * of --reps repetitions.  Synthetic K, V, q (Gaussian, fixed seed). */
 #include "kvs_attn.h"
 #include "kvs_cli.h"
+#include "kvs_f16.h"
 #include "kvs_method.h"
+#include "kvs_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -70,7 +72,7 @@ int kvs_bench_kernels(int argc, char **argv) {
 
     printf("kvsim bench kernels: ctx %ld, d %ld, g %ld, reps %ld (best of), one thread\n\n", ctx, d, g, reps);
     /* ---- memory bandwidth ---- */
-    double t_copy = INFINITY, t_read = INFINITY;
+    double t_copy = (double)INFINITY, t_read = (double)INFINITY;
     for (long r = 0; r < reps; r++) {
         double t0 = now_s();
         memcpy(sb, sa, sel * sizeof(float));
@@ -98,7 +100,7 @@ int kvs_bench_kernels(int argc, char **argv) {
     double t_full_g = 0.0;
     for (int pass = 0; pass < 2; pass++) {
         long gg = pass == 0 ? 1 : g;
-        double best = INFINITY;
+        double best = (double)INFINITY;
         for (long r = 0; r < reps; r++) {
             double t0 = now_s();
             kvs_attn_full(q, (int)gg, k, v, ctx, (int)d, 1.0f / sqrtf((float)d), o);
@@ -110,12 +112,80 @@ int kvs_bench_kernels(int argc, char **argv) {
         printf("  %-10ld %12.3f %12.2f %13.1f%% %13.1f%%\n", gg, best * 1e3, gbs, 100.0 * gbs / bw_copy_rw, 100.0 * gbs / bw_read);
         if (pass == 1) t_full_g = best;
     }
-    printf("  (K/V bytes read once per call for the whole group; the goal is >= 60%% of the copy figure)\n\n");
+    printf("  (K/V bytes read once per call for the whole group)\n\n");
+
+    /* ---- full attention on fp16 K/V (the trace's storage type), F16C ---- */
+    {
+        uint16_t *k16 = malloc(nel * sizeof(uint16_t)), *v16 = malloc(nel * sizeof(uint16_t));
+        if (!k16 || !v16) {
+            fprintf(stderr, "kvsim %s: out of memory (fp16 K/V)\n", cmd);
+            free(k16); free(v16); free(k); free(v); free(sa); free(sb); free(q); free(o);
+            return 1;
+        }
+        kvs_f32_to_f16(k, k16, nel);
+        kvs_f32_to_f16(v, v16, nel);
+        double b16 = (double)(2 * nel * sizeof(uint16_t));
+        printf("full attention on fp16 K/V (kvs_attn_full_f16, K+V fp16 %.0f MiB; dispatch: %s):\n", b16 / 1048576.0,
+               kvs_simd_path());
+        printf("  %-10s %-8s %12s %12s %14s %12s\n", "g", "path", "ms/call", "GB/s K+V", "% of read", "Mtok/s");
+        for (int pass = 0; pass < 4; pass++) {
+            long gg = pass % 2 == 0 ? 1 : g;
+            int scalar = pass >= 2;
+            double best = (double)INFINITY;
+            for (long r = 0; r < reps; r++) {
+                double t0 = now_s();
+                if (scalar) kvs_attn_full_f16_scalar(q, (int)gg, k16, v16, ctx, (int)d, 1.0f / sqrtf((float)d), o);
+                else kvs_attn_full_f16(q, (int)gg, k16, v16, ctx, (int)d, 1.0f / sqrtf((float)d), o);
+                double t1 = now_s();
+                if (t1 - t0 < best) best = t1 - t0;
+            }
+            sink_f = o[0];
+            double gbs = b16 / best / 1e9;
+            printf("  %-10ld %-8s %12.3f %12.2f %13.1f%% %12.1f\n", gg, scalar ? "scalar" : kvs_simd_path(), best * 1e3, gbs,
+                   100.0 * gbs / bw_read, (double)ctx / best / 1e6);
+        }
+        printf("  (goal: the dispatched path >= 60%% of the read rate above, measured in this run)\n\n");
+        free(k16);
+        free(v16);
+    }
+
+    /* ---- completion prepare(): feature-map fitting + summary, per (layer, KV head) ---- */
+    {
+        int n_ctx_p = (int)ctx, T0p = n_ctx_p - 16;
+        printf("completion prepare() per (layer, KV head), T0 = %d, d = %ld (map fitting + summary; "
+               "x 256 = a llama-3.1-8b trace: 32 layers x 8 KV heads):\n", T0p, d);
+        printf("  %-8s %10s %14s\n", "map", "ms/head", "s x 256 heads");
+        for (int fmk = 0; fmk < 3; fmk++) {
+            kvs_method_opts mo;
+            kvs_method_opts_default(&mo);
+            mo.kind = KVS_M_COMPLETION;
+            mo.fmap = (kvs_fmap_kind)fmk;
+            mo.features = 0;
+            mo.budget = ctx / 100;
+            kvs_method *m = kvs_method_new(&mo, (int)d, (int)g, n_ctx_p);
+            if (!m) { fprintf(stderr, "kvsim %s: method setup failed\n", cmd); continue; }
+            double best = (double)INFINITY;
+            for (long r = 0; r < (reps < 3 ? reps : 3); r++) {
+                double t0 = now_s();
+                kvs_method_prepare(m, k, v, n_ctx_p, T0p);
+                double t1 = now_s();
+                if (t1 - t0 < best) best = t1 - t0;
+            }
+            printf("  %-8s %10.1f %14.1f\n", kvs_fmap_kind_name((kvs_fmap_kind)fmk), best * 1e3, best * 256.0);
+            kvs_method_free(m);
+        }
+        printf("\n");
+    }
 
     /* ---- methods per (step, KV head) ---- */
     const double fr[] = {0.005, 0.01, 0.02, 0.04};
     int n_ctx = (int)ctx, T0 = n_ctx - 16, p = n_ctx - 1;
-    printf("methods per (step, KV head), g = %ld, p = %d (sinks 4, window 64; completion favor 64 features):\n", g, p);
+    {
+        kvs_method_opts dflt;
+        kvs_method_opts_default(&dflt);
+        printf("methods per (step, KV head), g = %ld, p = %d (defaults: sinks %d, window %d; completion %s map, "
+               "default features):\n", g, p, dflt.sinks, dflt.window, kvs_fmap_kind_name(dflt.fmap));
+    }
     printf("  full (one pass, above): %.3f ms\n", t_full_g * 1e3);
     printf("  %-16s %7s %8s %14s %10s %16s %10s\n", "method", "budget", "tokens", "oracle step ms", "x full", "given-sel ms", "x full");
     kvs_method_kind kinds[] = {KVS_M_TOPK, KVS_M_QUEST, KVS_M_COMPLETION};
@@ -133,7 +203,7 @@ int kvs_bench_kernels(int argc, char **argv) {
             }
             kvs_method_prepare(m, k, v, n_ctx, T0);
             kvs_step_out so;
-            double ts = INFINITY, tg = INFINITY;
+            double ts = (double)INFINITY, tg = (double)INFINITY;
             int32_t *sel_idx = malloc(sizeof(int32_t) * (size_t)mo.budget);
             int64_t ns = 0, se, ws;
             kvs_method_anchors(m, p, &se, &ws);

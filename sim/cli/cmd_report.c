@@ -15,6 +15,9 @@
  * A query with no rows gets a placeholder in the HTML, not a plot.
  * The database is opened read-only; views are TEMP. */
 #include "kvs_cli.h"
+#include "kvs_db.h"
+#include "kvs_err.h"
+#include "kvs_util.h"
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -176,7 +179,7 @@ static long query_csv(sqlite3 *h, const char *sql, const char *csv_path, char *s
     sqlite3_stmt *st = NULL;
     const char *tail = NULL;
     if (sqlite3_prepare_v2(h, sql, -1, &st, &tail) != SQLITE_OK || !st) {
-        snprintf(err, errlen, "%s", st ? sqlite3_errmsg(h) : (sqlite3_errmsg(h)[0] ? sqlite3_errmsg(h) : "no statement"));
+        kvs_seterr(err, errlen, "%s", st ? sqlite3_errmsg(h) : (sqlite3_errmsg(h)[0] ? sqlite3_errmsg(h) : "no statement"));
         sqlite3_finalize(st);
         return -1;
     }
@@ -184,7 +187,7 @@ static long query_csv(sqlite3 *h, const char *sql, const char *csv_path, char *s
     snprintf(tmp, sizeof tmp, "%.4000s.tmp", csv_path);
     FILE *f = fopen(tmp, "w");
     if (!f) {
-        snprintf(err, errlen, "%.900s: %s", tmp, strerror(errno));
+        kvs_seterr(err, errlen, "%.900s: %s", tmp, strerror(errno));
         sqlite3_finalize(st);
         return -1;
     }
@@ -222,7 +225,7 @@ static long query_csv(sqlite3 *h, const char *sql, const char *csv_path, char *s
     }
     if (!has_series) *nseries = rows > 0;
     if (rc != SQLITE_DONE) {
-        snprintf(err, errlen, "%s", sqlite3_errmsg(h));
+        kvs_seterr(err, errlen, "%s", sqlite3_errmsg(h));
         sqlite3_finalize(st);
         fclose(f);
         unlink(tmp);
@@ -230,7 +233,7 @@ static long query_csv(sqlite3 *h, const char *sql, const char *csv_path, char *s
     }
     sqlite3_finalize(st);
     if (fclose(f) != 0 || rename(tmp, csv_path) != 0) {
-        snprintf(err, errlen, "%.900s: %s", csv_path, strerror(errno));
+        kvs_seterr(err, errlen, "%.900s: %s", csv_path, strerror(errno));
         unlink(tmp);
         return -1;
     }
@@ -277,7 +280,7 @@ static int run_gnuplot(const char *gnuplot, const char *style, const char *gp, c
     int rc = posix_spawn(&pid, gnuplot, &fa, NULL, argv, environ);
     posix_spawn_file_actions_destroy(&fa);
     if (rc != 0) {
-        snprintf(err, errlen, "cannot run %s: %s", gnuplot, strerror(rc));
+        kvs_seterr(err, errlen, "cannot run %s: %s", gnuplot, strerror(rc));
         return -1;
     }
     int status = 0;
@@ -290,7 +293,7 @@ static int run_gnuplot(const char *gnuplot, const char *style, const char *gp, c
     const char *m = msg ? msg : "";
     size_t ml = strlen(m);
     if (ml > 600) m += ml - 600;
-    snprintf(err, errlen, "gnuplot failed on %s (%s): %s", gp, fmt, *m ? m : "no output");
+    kvs_seterr(err, errlen, "gnuplot failed on %s (%s): %s", gp, fmt, *m ? m : "no output");
     free(msg);
     return -1;
 }
@@ -321,7 +324,13 @@ static int scan_plots(const char *dir, plot_src *p, int *n, int user) {
         char *txt = slurp(s.sql);
         char ord[32];
         header_field(txt ? txt : "", "order", ord, sizeof ord);
-        s.order = *ord ? atoi(ord) : (user ? 1000 : 500);
+        long long order = user ? 1000 : 500;
+        char perr[256];
+        if (*ord && kvs_parse_ll(ord, INT_MIN, INT_MAX, &order, "order", perr, sizeof perr)) {
+            fprintf(stderr, "kvsim report: %s: %s: using %d\n", s.sql, perr, user ? 1000 : 500);
+            order = user ? 1000 : 500;
+        }
+        s.order = (int)order;
         free(txt);
         int k;
         for (k = 0; k < *n; k++)
@@ -400,6 +409,12 @@ int kvs_cmd_report(int argc, char **argv) {
         return kvs_cli_usage_error("report", "gnuplot not found on PATH (install gnuplot-nox, or set KVSIM_GNUPLOT)");
     struct stat st;
     if (stat(dbp, &st) != 0) return kvs_cli_usage_error("report", "%s: %s", dbp, strerror(errno));
+    {   /* a kvsim database? (read-only check: the file is never written) */
+        kvs_db *chk = NULL;
+        char e[1024];
+        if (kvs_db_open_ro(dbp, &chk, e, sizeof e)) return kvs_cli_usage_error("report", "%s", e);
+        kvs_db_close(chk);
+    }
     sqlite3 *h = NULL;
     if (sqlite3_open_v2(dbp, &h, SQLITE_OPEN_READONLY, NULL) != SQLITE_OK) {
         kvs_cli_usage_error("report", "%s: %s", dbp, h ? sqlite3_errmsg(h) : "cannot open");
@@ -459,7 +474,7 @@ int kvs_cmd_report(int argc, char **argv) {
         snprintf(svg, sizeof svg, "%s/%s.svg", out, pl->name);
         snprintf(log, sizeof log, "%s/data/%s.gnuplot.log", out, pl->name);
         long rows = sql ? query_csv(h, sql, csv, series, sizeof series, &nseries, err, sizeof err) : -1;
-        if (!sql) snprintf(err, sizeof err, "%.400s: %.100s", pl->sql, strerror(errno));
+        if (!sql) kvs_seterr(err, sizeof err, "%.400s: %.100s", pl->sql, strerror(errno));
         free(sql);
         fprintf(bf, "<section class=\"plot\" id=\"%s\">\n<h2>", pl->name);
         html_esc(bf, ttl);
@@ -523,8 +538,16 @@ int kvs_cmd_report(int argc, char **argv) {
     char when[64];
     time_t now = time(NULL);
     strftime(when, sizeof when, "%Y-%m-%d %H:%M:%S UTC", gmtime(&now));
-    /* @TITLE@ @DB@ @GENERATED@ @SUMMARY@ @PLOTS@ */
+    /* @TITLE@ @DB@ @GENERATED@ @SUMMARY@ @PLOTS@, outside HTML comments (the
+     * template's own comment names them and must stay a comment) */
     for (const char *c = tpl; *c;) {
+        if (!strncmp(c, "<!--", 4)) {
+            const char *e = strstr(c + 4, "-->");
+            size_t n = e ? (size_t)(e + 3 - c) : strlen(c);
+            fwrite(c, 1, n, hf);
+            c += n;
+            continue;
+        }
         if (*c == '@') {
             if (!strncmp(c, "@TITLE@", 7)) { html_esc(hf, title); c += 7; continue; }
             if (!strncmp(c, "@DB@", 4)) { html_esc(hf, dbp); c += 4; continue; }

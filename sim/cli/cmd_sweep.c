@@ -4,8 +4,10 @@
  * Sweep files and resumption: sim/kvs_sweep.h, sim/SWEEP.md. */
 #include "kvs_cli.h"
 #include "kvs_db.h"
+#include "kvs_err.h"
 #include "kvs_progress.h"
 #include "kvs_sweep.h"
+#include "kvs_util.h"
 #include <errno.h>
 #include <glob.h>
 #include <limits.h>
@@ -13,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 #ifdef KVSIM_WITH_MPI
 #include <mpi.h>
@@ -26,10 +29,14 @@ static void sweep_help(FILE *f) {
             "usage: kvsim sweep SWEEP.cfg --db FILE [-j N] [--dry-run] [--trace-dir DIR] [--quiet]\n"
             "       mpirun -n R kvsim sweep SWEEP.cfg --db FILE [-j N]     (MPI build)\n\n"
             "Expands the sweep file (sim/SWEEP.md) into runs and executes those not yet\n"
-            "complete in FILE (identity: config_hash of the run's canonical JSON), in -j\n"
+            "complete in FILE (identity: the run spec, the hardware file's resolved contents,\n"
+            "a fingerprint of the trace's contents, kvsim's revision and SIMD path), in -j\n"
             "worker processes (default: the number of cores; 1 a rank under MPI).\n"
-            "Re-running resumes; killing it loses no completed run.\n\n"
-            "  --db FILE        results database (created when missing)\n"
+            "A sweep file with workload = \"W.cfg\" runs kvsim serve points (wset.* axes).\n"
+            "Re-running resumes; killing it loses no completed run.  One sweep at a time\n"
+            "per database: FILE.lock holds an advisory lock while it runs.\n\n"
+            "  --db FILE        results database (created when missing; an existing file\n"
+            "                   must be a kvsim database)\n"
             "  -j N             concurrent worker processes\n"
             "  --dry-run        list the runs (and which are done) without running\n"
             "  --trace-dir DIR  base for relative trace paths (also $KVSIM_TRACE_DIR)\n"
@@ -64,7 +71,7 @@ static int dry_run(const kvs_sweep *sw, const char *db_path) {
     char err[512];
     struct stat st;
     size_t n = kvs_sweep_count(sw), n_done = 0;
-    if (stat(db_path, &st) == 0 && kvs_db_open(db_path, &db, err, sizeof err)) {
+    if (stat(db_path, &st) == 0 && st.st_size > 0 && kvs_db_open_ro(db_path, &db, err, sizeof err)) {
         fprintf(stderr, "kvsim sweep: %s\n", err);
         return 2;
     }
@@ -106,7 +113,7 @@ static void summary(const kvs_sweep *sw, const char *db_path, size_t n_skip, con
     char t[32];
     printf("sweep %s: %zu runs%s%s: done %zu, skipped %zu (already complete), failed %zu in %s",
            kvs_sweep_id(sw), kvs_sweep_count(sw), where ? " " : "", where ? where : "", a->done, n_skip,
-           a->failed, kvs_progress_fmt_s(wall_s, t, sizeof t));
+           a->failed, kvs_fmt_duration(wall_s, t, sizeof t));
     if (a->done + a->failed > 0)
         printf(" (%.2f runs/s, -j %d)", (double)(a->done + a->failed) / (wall_s > 0 ? wall_s : 1e-9), jobs);
     printf(" -> %s\n", db_path);
@@ -158,7 +165,7 @@ static int64_t max_run_id(const char *db_path, char *err, size_t errlen) {
     if (kvs_db_open(db_path, &db, err, errlen)) return -1;
     if (sqlite3_prepare_v2(kvs_db_handle(db), "SELECT COALESCE(MAX(run_id), 0) FROM runs", -1, &st, NULL) !=
         SQLITE_OK) {
-        snprintf(err, errlen, "%s: %s", db_path, sqlite3_errmsg(kvs_db_handle(db)));
+        kvs_seterr(err, errlen, "%s: %s", db_path, sqlite3_errmsg(kvs_db_handle(db)));
         kvs_db_close(db);
         return -1;
     }
@@ -178,11 +185,13 @@ static int sweep_mpi(const kvs_sweep *sw, const char *db_path, int jobs, int qui
     size_t *todo = calloc(n ? n : 1, sizeof *todo);
     long long *todo_ll = calloc(n ? n : 1, sizeof *todo_ll);
     if (!todo || !todo_ll) abort();
-    double t0 = kvs_sweep_now();
+    double t0 = kvs_now_s();
+    int lock = -1;   /* rank 0 holds DB.lock for the whole sweep */
     if (rank == 0) {
         size_t n_todo = 0;
         int64_t base = -1;
-        if (merge_shards(db_path, err, sizeof err) == 0 && kvs_sweep_plan(sw, db_path, todo, &n_todo, err, sizeof err) == 0)
+        if (kvs_db_lock(db_path, &lock, err, sizeof err) == 0 && merge_shards(db_path, err, sizeof err) == 0 &&
+            kvs_sweep_plan(sw, db_path, todo, &n_todo, err, sizeof err) == 0)
             base = max_run_id(db_path, err, sizeof err);
         if (base < 0) {
             fprintf(stderr, "kvsim sweep: %s\n", err);
@@ -194,6 +203,7 @@ static int sweep_mpi(const kvs_sweep *sw, const char *db_path, int jobs, int qui
     }
     MPI_Bcast(hdr, 3, MPI_LONG_LONG, 0, MPI_COMM_WORLD);
     if (hdr[0] < 0) {
+        kvs_db_unlock(lock);
         free(todo);
         free(todo_ll);
         return 2;
@@ -227,10 +237,11 @@ static int sweep_mpi(const kvs_sweep *sw, const char *db_path, int jobs, int qui
         sweep_acc all = {.done = (size_t)tot[0], .failed = (size_t)tot[1]};
         char where[64];
         snprintf(where, sizeof where, "over %d ranks", size);
-        summary(sw, db_path, n - n_todo, &all, kvs_sweep_now() - t0, jobs, where);
+        summary(sw, db_path, n - n_todo, &all, kvs_now_s() - t0, jobs, where);
         if (!rc && (tot[1] || tot[2])) rc = 1;
     }
     MPI_Bcast(&rc, 1, MPI_INT, 0, MPI_COMM_WORLD);
+    kvs_db_unlock(lock);
     free(ids);
     free(todo);
     free(todo_ll);
@@ -294,16 +305,19 @@ static int sweep_main(int argc, char **argv, int rank, int size) {
         size_t n = kvs_sweep_count(sw), n_todo = 0;
         size_t *todo = calloc(n ? n : 1, sizeof *todo);
         if (!todo) abort();
-        double t0 = kvs_sweep_now();
-        if (kvs_sweep_plan(sw, db_path, todo, &n_todo, err, sizeof err)) {
+        double t0 = kvs_now_s();
+        int lock = -1;
+        if (kvs_db_lock(db_path, &lock, err, sizeof err) ||
+            kvs_sweep_plan(sw, db_path, todo, &n_todo, err, sizeof err)) {
             fprintf(stderr, "kvsim sweep: %s\n", err);
             rc = 2;
         } else {
             sweep_acc acc = {0};
             if (run_local(sw, todo, NULL, n_todo, n - n_todo, db_path, (int)jobs, quiet, "run", &acc)) rc = 2;
-            summary(sw, db_path, n - n_todo, &acc, kvs_sweep_now() - t0, (int)jobs, NULL);
+            summary(sw, db_path, n - n_todo, &acc, kvs_now_s() - t0, (int)jobs, NULL);
             if (!rc && acc.failed) rc = 1;
         }
+        kvs_db_unlock(lock);
         free(todo);
     }
     kvs_sweep_free(sw);
@@ -333,37 +347,54 @@ int kvs_cmd_sweep(int argc, char **argv) {
 
 int kvs_cmd_merge(int argc, char **argv) {
     if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
-        printf("usage: kvsim merge OUT.db SHARD.db...\n\n"
-               "Copies every complete run of each SHARD into OUT (created when missing).\n"
-               "Run ids are kept: an id already in OUT with the same config_hash is skipped,\n"
-               "with another hash it is an error (shards of one sweep never clash).\n");
+        printf("usage: kvsim merge OUT.db SRC.db...\n\n"
+               "Copies every complete run of each SRC (a kvsim database, read-only) into OUT\n"
+               "(created when missing; an existing OUT must be a kvsim database), all in one\n"
+               "transaction: on any error OUT is left as it was.  A run whose identity\n"
+               "(config_hash) is already complete in OUT is skipped; a run id already taken\n"
+               "in OUT is renumbered, its rows following it, so independent databases combine.\n");
         return 0;
     }
-    if (argc < 3) return kvs_cli_usage_error("merge", "usage: kvsim merge OUT.db SHARD.db...");
-    struct stat st;
+    if (argc < 3) return kvs_cli_usage_error("merge", "usage: kvsim merge OUT.db SRC.db...");
+    struct stat st, so;
+    int out_exists = stat(argv[1], &so) == 0;
     for (int i = 2; i < argc; i++) {
         if (stat(argv[i], &st) != 0)
             return kvs_cli_usage_error("merge", "%s: %s", argv[i], strerror(errno));
-        if (!strcmp(argv[i], argv[1]))
-            return kvs_cli_usage_error("merge", "%s is both the output and a shard", argv[i]);
+        if (!strcmp(argv[i], argv[1]) || (out_exists && st.st_dev == so.st_dev && st.st_ino == so.st_ino))
+            return kvs_cli_usage_error("merge", "%s is both the output and a source", argv[i]);
     }
     char err[1024];
-    kvs_db *db = NULL;
-    if (kvs_db_open(argv[1], &db, err, sizeof err)) {
+    int lock = -1;
+    if (kvs_db_lock(argv[1], &lock, err, sizeof err)) {
         fprintf(stderr, "kvsim merge: %s\n", err);
         return 2;
     }
+    kvs_db *db = NULL;
+    if (kvs_db_open(argv[1], &db, err, sizeof err)) {
+        fprintf(stderr, "kvsim merge: %s\n", err);
+        kvs_db_unlock(lock);
+        return 2;
+    }
+    kvs_db_merge_stats ms;
     int rc = 0;
-    for (int i = 2; i < argc; i++) {
-        int64_t n = 0;
-        if (kvs_db_merge_from(db, argv[i], &n, err, sizeof err)) {
-            fprintf(stderr, "kvsim merge: %s\n", err);
-            rc = 1;
-            break;
-        }
-        printf("merged %lld complete runs from %s into %s\n", (long long)n, argv[i], argv[1]);
+    if (kvs_db_merge(db, (const char *const *)(argv + 2), (size_t)(argc - 2), &ms, err, sizeof err)) {
+        fprintf(stderr, "kvsim merge: %s (nothing merged)\n", err);
+        rc = 1;
+    } else {
+        printf("merged %lld complete runs from %d databases into %s (%lld already there skipped, %lld renumbered)\n",
+               (long long)ms.merged, argc - 2, argv[1], (long long)ms.skipped, (long long)ms.renumbered);
     }
     kvs_db_close(db);
+    if (rc && !out_exists) {   /* we created it: leave no empty output behind */
+        char b[PATH_MAX + 8];
+        unlink(argv[1]);
+        snprintf(b, sizeof b, "%s-wal", argv[1]);
+        unlink(b);
+        snprintf(b, sizeof b, "%s-shm", argv[1]);
+        unlink(b);
+    }
+    kvs_db_unlock(lock);
     return rc;
 }
 
@@ -375,12 +406,12 @@ static int bench_sweep_once(const kvs_sweep *sw, const char *db_path, int jobs, 
     size_t *todo = calloc(n, sizeof *todo);
     if (!todo) abort();
     remove(db_path);
-    double t0 = kvs_sweep_now();
+    double t0 = kvs_now_s();
     sweep_acc acc = {0};
     acc.sw = sw;
     int rc = kvs_sweep_plan(sw, db_path, todo, &n_todo, err, sizeof err);
     if (rc == 0) rc = kvs_sweep_pool(sw, todo, NULL, n_todo, db_path, jobs, on_run, &acc, err, sizeof err);
-    *wall_s = kvs_sweep_now() - t0;
+    *wall_s = kvs_now_s() - t0;
     *work_s = acc.work_s;
     free(todo);
     if (rc != 0) {
@@ -390,26 +421,155 @@ static int bench_sweep_once(const kvs_sweep *sw, const char *db_path, int jobs, 
     return 0;
 }
 
+/* The shipped sample trace, for benchmarks run without --trace: beside the
+ * program's build folder (../traces, ../../traces), $KVSIM_SRC/traces, ./traces. */
+static int find_sample_trace(char *out, size_t n) {
+    char exe[PATH_MAX] = "", cand[5][PATH_MAX + 64];
+    int nc = 0;
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l > 0) {
+        exe[l] = 0;
+        char *sl = strrchr(exe, '/');
+        if (sl) *sl = 0;
+        snprintf(cand[nc++], sizeof cand[0], "%.4000s/../traces/sample_pandas_2k.h5", exe);
+        snprintf(cand[nc++], sizeof cand[0], "%.4000s/../../traces/sample_pandas_2k.h5", exe);
+    }
+    const char *src = getenv("KVSIM_SRC");
+    if (src && *src) snprintf(cand[nc++], sizeof cand[0], "%.4000s/traces/sample_pandas_2k.h5", src);
+    snprintf(cand[nc++], sizeof cand[0], "traces/sample_pandas_2k.h5");
+    for (int i = 0; i < nc; i++)
+        if (realpath(cand[i], out) && access(out, R_OK) == 0) return 0;
+    (void)n;
+    return -1;
+}
+
+/* --file: the whole sweep file into a fresh database, timed. */
+static int bench_sweep_file(const char *file, const char *trace_dir, int jobs, const char *tmpdir) {
+    char err[1024], db[PATH_MAX + 32];
+    kvs_sweep *sw = NULL;
+    setenv("OPENBLAS_NUM_THREADS", "1", 1);
+    double t0 = kvs_now_s();
+    if (kvs_sweep_load(file, trace_dir, &sw, err, sizeof err)) {
+        fprintf(stderr, "kvsim bench sweep: %s\n", err);
+        return 2;
+    }
+    double t_load = kvs_now_s() - t0;
+    snprintf(db, sizeof db, "%s/file.db", tmpdir);
+    double wall = 0, work = 0;
+    int rc = bench_sweep_once(sw, db, jobs, &wall, &work);
+    if (rc == 0) {
+        size_t n = kvs_sweep_count(sw);
+        char t[32];
+        printf("kvsim bench sweep: %s (sweep %s), %d cores\n", file, kvs_sweep_id(sw), n_cores());
+        printf("  runs                     %8zu\n", n);
+        printf("  load + validate          %8.2f s\n", t_load);
+        printf("  sweep -j %-2d wall         %8.1f s  (%s; %.2f s/run)\n", jobs, wall,
+               kvs_fmt_duration(wall, t, sizeof t), n ? wall / (double)n : 0.0);
+        printf("  work inside the runs     %8.1f s  (sum over workers; reference: wall x jobs = %.1f s)\n", work,
+               wall * jobs);
+    }
+    kvs_sweep_free(sw);
+    return rc ? 1 : 0;
+}
+
+/* --plan N: load + plan of an N-point grid, against N/10 as the reference
+ * (linear planning: x10 time for x10 points; quadratic: x100). */
+static double cpu_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int bench_sweep_plan(const char *trace, long points, const char *tmpdir) {
+    long sizes[2] = {points / 10, points};
+    double t_load[2] = {0, 0}, t_plan[2] = {0, 0}, t_cpu[2] = {0, 0};
+    for (int k = 0; k < 2; k++) {
+        char cfg[PATH_MAX + 32], db[PATH_MAX + 32], err[1024];
+        long nb = sizes[k] < 1000 ? sizes[k] : 1000, ns = sizes[k] / nb;
+        snprintf(cfg, sizeof cfg, "%s/plan%d.cfg", tmpdir, k);
+        snprintf(db, sizeof db, "%s/plan%d.db", tmpdir, k);
+        FILE *f = fopen(cfg, "w");
+        if (!f) {
+            fprintf(stderr, "kvsim bench sweep: %s: %s\n", cfg, strerror(errno));
+            return 2;
+        }
+        fprintf(f, "name = \"plan\";\ntraces = \"%s\";\nbase = { method = \"topk\"; };\n"
+                   "axes = { features = { start = 1; stop = %ld; step = 1; }; budget = { start = 1; stop = %ld; step = 1; }; };\n",
+                trace, ns, nb);
+        fclose(f);
+        kvs_sweep *sw = NULL;
+        double t0 = kvs_now_s(), c0 = cpu_s();
+        if (kvs_sweep_load(cfg, NULL, &sw, err, sizeof err)) {
+            fprintf(stderr, "kvsim bench sweep: %s\n", err);
+            return 2;
+        }
+        double t1 = kvs_now_s();
+        size_t n = kvs_sweep_count(sw), n_todo = 0;
+        size_t *todo = calloc(n ? n : 1, sizeof *todo);
+        if (!todo) abort();
+        /* a database holding a tenth of the runs complete is what a resumed
+         * sweep sees; an empty one is the first start: plan against empty */
+        int rc = kvs_sweep_plan(sw, db, todo, &n_todo, err, sizeof err);
+        double t2 = kvs_now_s();
+        free(todo);
+        sizes[k] = (long)n;
+        kvs_sweep_free(sw);
+        if (rc) {
+            fprintf(stderr, "kvsim bench sweep: %s\n", err);
+            return 2;
+        }
+        t_load[k] = t1 - t0;
+        t_plan[k] = t2 - t1;
+        t_cpu[k] = cpu_s() - c0;
+    }
+    printf("kvsim bench sweep --plan: grids of the sample trace (topk, features x budget), %d cores\n", n_cores());
+    for (int k = 0; k < 2; k++)
+        printf("  %8ld points   load + validate %7.2f s   plan %7.2f s   total %7.2f s wall, %7.2f s CPU\n",
+               sizes[k], t_load[k], t_plan[k], t_load[k] + t_plan[k], t_cpu[k]);
+    double r = t_cpu[1] / (t_cpu[0] > 1e-9 ? t_cpu[0] : 1e-9);
+    printf("  x%.1f CPU time for x%.0f points (linear: x10, quadratic: x100)\n", r,
+           (double)sizes[1] / (double)(sizes[0] ? sizes[0] : 1));
+    return 0;
+}
+
 int kvs_bench_sweep(int argc, char **argv) {
-    const char *trace = NULL, *dir = NULL;
-    long runs = 16;
+    const char *trace = NULL, *dir = NULL, *file = NULL, *trace_dir = NULL;
+    long runs = 16, plan = 0, jobs = 2;
     const char *steps = "0:4:1";
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            printf("usage: kvsim bench sweep --trace FILE.h5 [--runs N] [--steps a:b:s] [--dir TMPDIR]\n\n"
-                   "Tiny runs (topk, layer 0, a few steps, distinct budgets) executed three ways:\n"
+            printf("usage: kvsim bench sweep [--trace FILE.h5] [--runs N] [--steps a:b:s] [--dir TMPDIR]\n"
+                   "       kvsim bench sweep --file SWEEP.cfg [-j N] [--trace-dir DIR] [--dir TMPDIR]\n"
+                   "       kvsim bench sweep --plan N [--trace FILE.h5] [--dir TMPDIR]\n\n"
+                   "Default: tiny runs (topk, layer 0, a few steps, distinct budgets) of the trace\n"
+                   "(default: the shipped traces/sample_pandas_2k.h5) executed three ways:\n"
                    "in-process one after another (the runs' own work), as a sweep with -j 1, and\n"
                    "with -j 2.  Prints the sweep overhead per run (sweep wall / runs - in-process\n"
-                   "time per run) and the -j 2 / -j 1 throughput ratio.\n");
+                   "time per run) and the -j 2 / -j 1 throughput ratio.\n"
+                   "--file: runs a whole sweep file into a scratch database with -j N (default 2)\n"
+                   "and prints its run count and wall time (the figures the docs quote).\n"
+                   "--plan N: times loading and planning a grid of N points against N/10.\n");
             return 0;
         } else if (!strcmp(argv[i], "--trace") && i + 1 < argc) trace = argv[++i];
         else if (!strcmp(argv[i], "--dir") && i + 1 < argc) dir = argv[++i];
         else if (!strcmp(argv[i], "--steps") && i + 1 < argc) steps = argv[++i];
-        else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
+        else if (!strcmp(argv[i], "--file") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "--trace-dir") && i + 1 < argc) trace_dir = argv[++i];
+        else if (!strcmp(argv[i], "-j") && i + 1 < argc) {
+            if (kvs_cli_long("bench sweep", "-j", argv[++i], 1, 4096, &jobs)) return 2;
+        } else if (!strcmp(argv[i], "--plan") && i + 1 < argc) {
+            if (kvs_cli_long("bench sweep", "--plan", argv[++i], 100, 1000000, &plan)) return 2;
+        } else if (!strcmp(argv[i], "--runs") && i + 1 < argc) {
             if (kvs_cli_long("bench sweep", "--runs", argv[++i], 2, 100000, &runs)) return 2;
         } else return kvs_cli_usage_error("bench sweep", "unknown option '%s'", argv[i]);
     }
-    if (!trace) return kvs_cli_usage_error("bench sweep", "--trace FILE.h5 is required (a small trace)");
+    char sample[PATH_MAX];
+    if (!trace && !file) {
+        if (find_sample_trace(sample, sizeof sample))
+            return kvs_cli_usage_error("bench sweep", "the shipped sample trace traces/sample_pandas_2k.h5 was not "
+                                       "found (beside the program, or $KVSIM_SRC): give --trace FILE.h5");
+        trace = sample;
+    }
     char tmpl[PATH_MAX];
     snprintf(tmpl, sizeof tmpl, "%s/kvsim-bench-sweep-XXXXXX", dir ? dir : (getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp"));
     if (!mkdtemp(tmpl)) {
@@ -417,9 +577,18 @@ int kvs_bench_sweep(int argc, char **argv) {
         return 2;
     }
     char abs[PATH_MAX], cfg[PATH_MAX + 32], db[PATH_MAX + 32], err[1024];
-    if (!realpath(trace, abs)) {
+    if (trace && !realpath(trace, abs)) {
         fprintf(stderr, "kvsim bench sweep: %s: %s\n", trace, strerror(errno));
         return 2;
+    }
+    int frc = -1;
+    if (file) frc = bench_sweep_file(file, trace_dir, (int)jobs, tmpl);
+    else if (plan) frc = bench_sweep_plan(abs, plan, tmpl);
+    if (frc >= 0) {
+        char cmd[PATH_MAX + 32];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpl);
+        if (system(cmd) != 0) fprintf(stderr, "kvsim bench sweep: could not remove %s\n", tmpl);
+        return frc;
     }
     snprintf(cfg, sizeof cfg, "%s/bench.cfg", tmpl);
     FILE *f = fopen(cfg, "w");
@@ -440,7 +609,7 @@ int kvs_bench_sweep(int argc, char **argv) {
     /* reference: the same runs in this process, one after another */
     snprintf(db, sizeof db, "%s/inproc.db", tmpl);
     kvs_run_ctl ctl = {.progress = 0, .sweep_id = "bench", .want_run_id = -1, .quiet = 1};
-    double t0 = kvs_sweep_now();
+    double t0 = kvs_now_s();
     for (size_t i = 0; i < n; i++) {
         int64_t id;
         if (kvs_run_execute(kvs_sweep_spec(sw, i), db, &ctl, &id, err, sizeof err)) {
@@ -449,7 +618,7 @@ int kvs_bench_sweep(int argc, char **argv) {
             return 1;
         }
     }
-    double inproc = kvs_sweep_now() - t0;
+    double inproc = kvs_now_s() - t0;
     double w1, k1, w2, k2;
     char db2[PATH_MAX + 32];
     snprintf(db, sizeof db, "%s/j1.db", tmpl);

@@ -7,18 +7,53 @@
 #include "kvs_gen.h"
 #include "kvs_oref.h"
 #include "kvs_trace.h"
+#include "kvs_util.h"
 #include "kvs_validate.h"
 #include <hdf5.h>
+#include <limits.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+/* Time limit of kvs_trace_probe (the forked open + sample read). */
+#define PROBE_TIMEOUT_S 60.0
+
+/* Progress of validate / gen through the one shared bar (kvs_util's
+ * kvs_bar): drawn on stderr only when it is a terminal, nothing otherwise.
+ * Created lazily by the process doing the work (validate's child). */
+typedef struct {
+    kvs_bar *bar;
+    char what[96];
+} bar_ctx;
+
+static void bar_cb(void *ctx, double done, double total) {
+    bar_ctx *c = ctx;
+    if (!c->bar) {
+        if (!isatty(fileno(stderr))) return;
+        c->bar = kvs_bar_new(stderr, c->what, total, 1);
+    }
+    kvs_bar_update(c->bar, done, NULL);
+    if (done >= total) {
+        kvs_bar_free(c->bar);
+        c->bar = NULL;
+    }
+}
+
+/* ends a bar left unfinished (by a failed check or a crashed child) */
+static void bar_end(bar_ctx *c) {
+    if (c->bar) kvs_bar_free(c->bar);
+    c->bar = NULL;
+    if (isatty(fileno(stderr))) fputs("\r\033[K", stderr);
+}
+
+/* The crash-proof open: probe in a child first (kvs_trace.h), then open. */
+static int open_probed(const char *path, kvs_trace **t, char *err, size_t errlen) {
+    *t = NULL;
+    if (kvs_trace_probe(path, PROBE_TIMEOUT_S, err, errlen)) return -1;
+    return kvs_trace_open(path, t, err, errlen);
 }
 
 static int is_help(const char *s) { return !strcmp(s, "--help") || !strcmp(s, "-h"); }
@@ -48,7 +83,10 @@ static void usage_info(FILE *f) {
     fprintf(f, "usage: kvsim trace info FILE\n\n"
                "Prints the geometry, dtypes, size on disk, chunking and compression of a\n"
                "kvtrace v1 file, and per layer the mean L2 norm of the rows of k, v, q and\n"
-               "o_ref (reads the whole file).\n");
+               "o_ref (reads the whole file).  The file is first opened in a child process\n"
+               "(kvs_trace_probe), so a corrupt file that crashes HDF5 is reported, not fatal.\n"
+               "Exit status: 0, 1 when the file holds NaN/Inf values (reported), 2 when it\n"
+               "cannot be read.\n");
 }
 
 static double mean_norm(const float *x, long rows, int d) {
@@ -76,13 +114,14 @@ static int trace_info(int argc, char **argv) {
         usage_info(stderr);
         return 2;
     }
-    char err[512];
+    char err[1200];
     kvs_trace *t = NULL;
-    if (kvs_trace_open(path, &t, err, sizeof err)) {
+    if (open_probed(path, &t, err, sizeof err)) {
         fprintf(stderr, "kvsim %s: %s\n", cmd, err);
         return 2;
     }
     const kvs_trace_meta *m = kvs_trace_get_meta(t);
+    kvs_trace_set_allow_nonfinite(t, 1);    /* info reports them (below) instead of stopping */
     kvs_trace_storage st;
     int rc = 0;
     if (kvs_trace_get_storage(t, &st, err, sizeof err)) {
@@ -139,6 +178,11 @@ static int trace_info(int argc, char **argv) {
             printf("  -\n");
         }
     }
+    if (kvs_trace_nonfinite_count(t)) {
+        fprintf(stderr, "kvsim %s: %s: %lld non-finite (NaN/Inf) values in k, v, q or o_ref (the norms above are "
+                "not meaningful); `kvsim trace validate` locates them\n", cmd, path, kvs_trace_nonfinite_count(t));
+        rc = 1;
+    }
     goto done;
 rerr:
     fprintf(stderr, "kvsim %s: %s\n", cmd, err);
@@ -167,7 +211,10 @@ static void usage_validate(FILE *f) {
 
 static int trace_validate(int argc, char **argv) {
     const char *cmd = "trace validate";
-    kvs_validate_opts o = {0, 1e-3, NULL, 1};
+    kvs_validate_opts o = {.check_ref = 0, .ref_tol = 1e-3, .info = NULL, .isolate = 1};
+    bar_ctx bc = {NULL, ""};
+    o.progress = bar_cb;
+    o.progress_ctx = &bc;
     int nfiles = 0;
     for (int i = 1; i < argc; i++) {
         if (is_help(argv[i])) {
@@ -194,9 +241,11 @@ static int trace_validate(int argc, char **argv) {
             continue;
         }
         kvs_validate_result r;
-        double t0 = now_s();
+        snprintf(bc.what, sizeof bc.what, "validate %.80s", argv[i]);
+        double t0 = kvs_now_s();
         int rc = kvs_validate_file(argv[i], &o, stdout, &r);
-        double dt = now_s() - t0;
+        double dt = kvs_now_s() - t0;
+        bar_end(&bc);
         if (rc) {
             bad++;
             continue;
@@ -231,6 +280,15 @@ static void usage_cut(FILE *f) {
             "  --gzip      deflate level with shuffle (default 4; 0 = none)\n"
             "OUT gets position_offset = P0 and a source attribute naming IN, the layers,\n"
             "positions and steps kept.\n");
+}
+
+/* 1 when a and b name one file: same device and inode (hard and symbolic
+ * links included) or the same canonical path */
+static int same_file(const char *a, const char *b) {
+    struct stat sa, sb;
+    if (stat(a, &sa) == 0 && stat(b, &sb) == 0 && sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino) return 1;
+    char ra[PATH_MAX], rb[PATH_MAX];
+    return realpath(a, ra) && realpath(b, rb) && !strcmp(ra, rb);
 }
 
 static int trace_cut(int argc, char **argv) {
@@ -280,9 +338,14 @@ static int trace_cut(int argc, char **argv) {
         usage_cut(stderr);
         return 2;
     }
-    char err[512];
+    char err[1200];
+    if (same_file(in, outp)) {
+        fprintf(stderr, "kvsim %s: %s: refusing to overwrite the input with the output (-o %s is the same file)\n",
+                cmd, in, outp);
+        return 2;
+    }
     kvs_trace *t = NULL;
-    if (kvs_trace_open(in, &t, err, sizeof err)) {
+    if (open_probed(in, &t, err, sizeof err)) {
         fprintf(stderr, "kvsim %s: %s\n", cmd, err);
         return 2;
     }
@@ -474,14 +537,19 @@ static int trace_gen(int argc, char **argv) {
         return 2;
     }
     char err[512];
-    double t0 = now_s();
-    if (kvs_gen_write(outp, &o, err, sizeof err)) {
+    bar_ctx bc = {NULL, "trace gen (layer x kv head)"};
+    o.progress = bar_cb;
+    o.progress_ctx = &bc;
+    double t0 = kvs_now_s();
+    int grc = kvs_gen_write(outp, &o, err, sizeof err);
+    bar_end(&bc);
+    if (grc) {
         fprintf(stderr, "kvsim %s: %s\n", cmd, err);
         return strstr(err, "generator options") ? 2 : 1;
     }
     printf("%s: %d layers, %d/%d heads, head_dim %d, T0 %ld + S %ld, %s, kind %s, seed %lu (%.2f s)\n", outp,
            o.n_layers, o.n_heads, o.n_kv_heads, o.head_dim, o.prefill_len, o.n_decode,
-           o.dtype_bytes == 2 ? "float16" : "float32", kvs_gen_kind_name(o.kind), o.seed, now_s() - t0);
+           o.dtype_bytes == 2 ? "float16" : "float32", kvs_gen_kind_name(o.kind), o.seed, kvs_now_s() - t0);
     return 0;
 }
 
@@ -515,8 +583,9 @@ static void usage_bench(FILE *f) {
                "  ours      kvs_trace_read_kv: raw float16 + kvs_f16 (%s)\n"
                "  hdf5      H5Dread into H5T_NATIVE_FLOAT (HDF5's own conversion)\n"
                "  raw       H5Dread with the file type (decompression and I/O only)\n"
-               "then the conversion alone on layer 0's k (kvs_f16 SIMD, scalar reference,\n"
-               "H5Tconvert), and the time to open and read the whole file with kvs_trace.\n",
+               "then the conversion alone on layer 0's k (kvs_f16 SIMD, the same with the\n"
+               "reader's NaN/Inf check fused in, scalar reference, H5Tconvert), and the time\n"
+               "to open and read the whole file with kvs_trace (the reader checks values).\n",
                kvs_f16_simd());
 }
 
@@ -595,9 +664,13 @@ int kvs_bench_trace(int argc, char **argv) {
         usage_bench(stderr);
         return 2;
     }
-    char err[512];
+    char err[1200];
     kvs_trace *t = NULL;
-    double t_open = now_s();
+    if (kvs_trace_probe(path, PROBE_TIMEOUT_S, err, sizeof err)) {
+        fprintf(stderr, "kvsim %s: %s\n", cmd, err);
+        return 2;
+    }
+    double t_open = kvs_now_s();
     if (kvs_trace_open(path, &t, err, sizeof err)) {
         fprintf(stderr, "kvsim %s: %s\n", cmd, err);
         return 2;
@@ -624,7 +697,7 @@ int kvs_bench_trace(int argc, char **argv) {
         if (m->has_o_ref && kvs_trace_read_oref(t, l, 0, m->n_decode, q, err, sizeof err)) goto rerr;
     }
     if (m->has_tokens && kvs_trace_read_tokens(t, 0, T, tok, err, sizeof err)) goto rerr;
-    double t_whole = now_s() - t_open;
+    double t_whole = kvs_now_s() - t_open;
     printf("%s: %d layers x %d kv heads x %ld rows x %d, k/v %s; %.3g k/v values\n", path, L, m->n_kv_heads, T, d,
            m->kv_dtype_bytes == 2 ? "float16" : "float32", nval);
     printf("whole file (open + every k, v, q, o_ref, tokens via kvs_trace): %.3f s\n", t_whole);
@@ -635,15 +708,15 @@ int kvs_bench_trace(int argc, char **argv) {
         goto out;
     }
     for (long r = 0; r < rep; r++) {
-        double t0 = now_s();
+        double t0 = kvs_now_s();
         for (int l = 0; l < L; l++)
             for (int h = 0; h < m->n_kv_heads; h++)
                 if (kvs_trace_read_kv(t, l, h, 0, T, k, v, err, sizeof err)) goto rerr;
-        double t1 = now_s();
+        double t1 = kvs_now_s();
         if (bench_h5_pass(&b, m, T, 0, k, h16)) goto h5err;
-        double t2 = now_s();
+        double t2 = kvs_now_s();
         if (bench_h5_pass(&b, m, T, 1, k, h16)) goto h5err;
-        double t3 = now_s();
+        double t3 = kvs_now_s();
         if (t1 - t0 < best_ours) best_ours = t1 - t0;
         if (t2 - t1 < best_h5) best_h5 = t2 - t1;
         if (t3 - t2 < best_raw) best_raw = t3 - t2;
@@ -666,18 +739,22 @@ int kvs_bench_trace(int argc, char **argv) {
             H5Tclose(ft);
             goto h5err;
         }
-        double bs = 1e30, br = 1e30, bh = 1e30;
+        double bs = 1e30, br = 1e30, bh = 1e30, bc = 1e30;
+        int fin = 1;
         for (long r = 0; r < rep; r++) {
-            double t0 = now_s();
+            double t0 = kvs_now_s();
             kvs_f16_to_f32(h16, k, Td);
-            double t1 = now_s();
+            double tc = kvs_now_s();
+            if (tc - t0 < bs) bs = tc - t0;
+            fin &= kvs_f16_to_f32_chk(h16, k, Td);
+            double t1 = kvs_now_s();
+            if (t1 - tc < bc) bc = t1 - tc;
             kvs_f16_to_f32_ref(h16, v, Td);
-            double t2 = now_s();
+            double t2 = kvs_now_s();
             memcpy(q, h16, Td * sizeof(uint16_t));
-            double t3 = now_s();
+            double t3 = kvs_now_s();
             if (H5Tconvert(ft, H5T_NATIVE_FLOAT, Td, q, NULL, H5P_DEFAULT) < 0) bad = 1;
-            double t4 = now_s();
-            if (t1 - t0 < bs) bs = t1 - t0;
+            double t4 = kvs_now_s();
             if (t2 - t1 < br) br = t2 - t1;
             if (t4 - t3 < bh) bh = t4 - t3;
         }
@@ -686,6 +763,8 @@ int kvs_bench_trace(int argc, char **argv) {
         int same = !memcmp(k, v, Td * sizeof(float)) && !memcmp(k, q, Td * sizeof(float));
         printf("conversion only, %zu values (layer 0 k, head 0), best of %ld:\n", Td, rep);
         printf("  kvs_f16 %-6s  %9.1f M values/s\n", kvs_f16_simd(), (double)Td / bs / 1e6);
+        printf("  + NaN/Inf check %9.1f M values/s   (kvs_f16_to_f32_chk, the reader's path; %s)\n",
+               (double)Td / bc / 1e6, fin ? "all finite" : "NON-FINITE found");
         printf("  kvs_f16 scalar  %9.1f M values/s\n", (double)Td / br / 1e6);
         printf("  H5Tconvert      %9.1f M values/s   ours %.1fx faster; outputs %s\n", (double)Td / bh / 1e6, bh / bs,
                same ? "bit-identical" : "DIFFER");

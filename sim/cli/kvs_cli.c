@@ -1,7 +1,7 @@
-/* kvs_cli.c — strict option parsing shared by the kvsim commands. */
+/* kvs_cli.c — option parsing and signal handling shared by the kvsim
+ * commands (strict numbers come from traces/kvs_util.h). */
 #include "kvs_cli.h"
-#include <errno.h>
-#include <math.h>
+#include "kvs_util.h"
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,45 +18,24 @@ int kvs_cli_usage_error(const char *cmd, const char *fmt, ...) {
 }
 
 int kvs_cli_long(const char *cmd, const char *opt, const char *s, long lo, long hi, long *out) {
-    char *end = NULL;
-    if (!s || !*s) {
-        kvs_cli_usage_error(cmd, "%s needs a value", opt);
+    char err[256];
+    long long v;
+    if (kvs_parse_ll(s, lo, hi, &v, opt, err, sizeof err)) {
+        kvs_cli_usage_error(cmd, "%s", err);
         return -1;
     }
-    errno = 0;
-    long v = strtol(s, &end, 10);
-    if (errno || end == s || *end) {
-        kvs_cli_usage_error(cmd, "%s: '%s' is not an integer", opt, s);
-        return -1;
-    }
-    if (v < lo || v > hi) {
-        kvs_cli_usage_error(cmd, "%s: %ld is out of range [%ld, %ld]", opt, v, lo, hi);
-        return -1;
-    }
-    *out = v;
+    *out = (long)v;
     return 0;
 }
 
 int kvs_cli_double(const char *cmd, const char *opt, const char *s, double lo, double hi, double *out) {
-    char *end = NULL;
-    if (!s || !*s) {
-        kvs_cli_usage_error(cmd, "%s needs a value", opt);
+    char err[256];
+    if (kvs_parse_double(s, lo, hi, out, opt, err, sizeof err)) {
+        kvs_cli_usage_error(cmd, "%s", err);
         return -1;
     }
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !isfinite(v)) {
-        kvs_cli_usage_error(cmd, "%s: '%s' is not a finite number", opt, s);
-        return -1;
-    }
-    if (v < lo || v > hi) {
-        kvs_cli_usage_error(cmd, "%s: %g is out of range [%g, %g]", opt, v, lo, hi);
-        return -1;
-    }
-    *out = v;
     return 0;
 }
-
 int kvs_cli_long_list(const char *cmd, const char *opt, const char *s, long lo, long hi,
                       long *out, int max) {
     char buf[4096];
@@ -79,4 +58,33 @@ int kvs_cli_long_list(const char *cmd, const char *opt, const char *s, long lo, 
         return -1;
     }
     return n;
+}
+
+/* ---- signals ------------------------------------------------------------------ */
+static volatile sig_atomic_t g_interrupt = 0;
+static struct sigaction g_old_int, g_old_term;
+static int g_caught = 0;
+
+static void on_signal(int sig) { g_interrupt = sig; }
+
+const volatile sig_atomic_t *kvs_cli_catch_signals(void) {
+    if (!g_caught) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sa.sa_flags = SA_RESETHAND;
+        sigemptyset(&sa.sa_mask);
+        sigaction(SIGINT, &sa, &g_old_int);
+        sigaction(SIGTERM, &sa, &g_old_term);
+        g_caught = 1;
+    }
+    g_interrupt = 0;
+    return &g_interrupt;
+}
+
+void kvs_cli_release_signals(void) {
+    if (!g_caught) return;
+    sigaction(SIGINT, &g_old_int, NULL);
+    sigaction(SIGTERM, &g_old_term, NULL);
+    g_caught = 0;
 }

@@ -1,6 +1,7 @@
 /* main.c — the kvsim program: a table of sub-commands.
  * Each command lives in sim/cli/cmd_<name>.c (see kvs_cli.h). */
 #include "kvs_cli.h"
+#include "kvs_util.h"
 #include "kvs_version.h"
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,7 +22,9 @@ static const kvs_command commands[] = {
     {"sweep",       kvs_cmd_sweep,       "run a design-space sweep into a database"},
     {"merge",       kvs_cmd_merge,       "merge sweep shard databases into one"},
     {"report",      kvs_cmd_report,      "render plots and an HTML page from a database"},
-    {"bench",       kvs_cmd_bench,       "benchmarks: trace, kernels, evq, sweep"},
+    {"decode",      kvs_cmd_decode,      "closed-loop decoding: a model's NLL/KL with a method in every layer"},
+    {"serve",       kvs_cmd_serve,       "serving workload: batching, HBM capacity, offload, energy, timeline"},
+    {"bench",       kvs_cmd_bench,       "benchmarks: trace, kernels, evq, sweep, decode"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
@@ -54,7 +57,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(cmd, "--version") || !strcmp(cmd, "version")) {
-        printf("kvsim %s (%s)\n", KVSIM_VERSION, KVSIM_GIT_REV);
+        printf("kvsim %s (%s), SIMD path %s\n", KVSIM_VERSION, KVSIM_GIT_REV, kvs_simd_path());
         return 0;
     }
     for (size_t i = 0; i < N_COMMANDS; i++)

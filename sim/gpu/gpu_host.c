@@ -25,6 +25,11 @@
  *       reference of the same contract that kvsim-gpu's GPU check uses
  *       (positions read exactly, outputs, the trace's o_ref): the GPU kernels
  *       and the CPU kernels then agree through that reference (exit 0/1).
+ *   kvsim-gpu-host predict-e2e E2E.csv OUT.csv [--hw CFG] [--set key=value]...
+ *       whole decode steps measured by `kvsim-gpu e2e`, predicted by kvsim's
+ *       graph-mode step model (kvs_gpu.h); every 4th step row is the training
+ *       set of the fitted keys, the others are held out; prints median/max
+ *       |error| of both sets.
  *   kvsim-gpu-host selftest
  *       the model against hand-computed timings (exit 0/1).
  *
@@ -40,7 +45,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define MAXCOL 32
+#define MAXCOL 48
 #define MAXROW 512
 
 typedef struct {
@@ -70,11 +75,11 @@ static int csv_read(const char *path, csv_t *c, char *err, size_t errlen)
         lineno++;
         line[strcspn(line, "\r\n")] = 0;
         if (!line[0]) continue;
-        if (lineno == 1) {
-            char *save = NULL;
-            for (char *t = strtok_r(line, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
-                if (c->n >= MAXCOL) break;
-                snprintf(c->hdr[c->n++], 48, "%s", t);
+        if (lineno == 1) {   /* every comma separates (empty fields count) */
+            for (char *t = line, *e; t && c->n < MAXCOL; t = e ? e + 1 : NULL) {
+                e = strchr(t, ',');
+                if (e) *e = 0;
+                snprintf(c->hdr[c->n++], 48, "%.47s", t);
             }
             continue;
         }
@@ -86,8 +91,15 @@ static int csv_read(const char *path, csv_t *c, char *err, size_t errlen)
         }
         char *b = strdup(line);
         int k = 0;
-        char *save = NULL;
-        for (char *t = strtok_r(b, ",", &save); t && k < MAXCOL; t = strtok_r(NULL, ",", &save)) c->cell[c->nrow][k++] = t;
+        for (char *t = b, *e; t; t = e ? e + 1 : NULL) {
+            e = strchr(t, ',');
+            if (e) *e = 0;
+            if (k == MAXCOL) {
+                k++;
+                break;
+            }
+            c->cell[c->nrow][k++] = t;
+        }
         if (k != c->n) {
             free(b);
             fclose(f);
@@ -224,7 +236,7 @@ static int apply_calib(const char *path, kvs_hw *hw, char *err, size_t errlen)
     csv_free(&c);
     /* the variant the steps used: the fastest over its nsplit sweep (as kvsim-gpu bench picks it) */
     int best = -1;
-    double best_sum = INFINITY;
+    double best_sum = HUGE_VAL;
     for (int v = 0; v < nv; v++) {
         double sum = 0;
         for (int k = 0; k < vn[v]; k++) sum += vt[v][k];
@@ -285,6 +297,8 @@ static int cmd_predict(int argc, char **argv)
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         return 1;
     }
+    /* the per-layer study measured one launch + sync per layer, not a graph */
+    hw.gpu.step_graph = 0;
     kvs_hw hw_roof = hw;   /* kvsim as it was: the preset without calibration */
     if (calib && apply_calib(calib, &hw, err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
@@ -448,7 +462,7 @@ static int cmd_import(int argc, char **argv)
                     v[nv++].value = cd(&p, j, "roofline_us");
                     break;
                 }
-        kvs_run_rows rows = {NULL, 0, &st, 1, NULL, 0, v, nv};
+        kvs_run_rows rows = {.steps = &st, .n_steps = 1, .values = v, .n_values = nv};
         if (kvs_db_run_commit(db, id, &rows, err, sizeof err)) {
             kvs_db_run_fail(db, id, err);
             rc = 1;
@@ -473,11 +487,53 @@ static int cmd_selftest(int argc, char **argv)
         return 1;
     }
     int fails = 0;
+    /* graph mode (whole step in one CUDA graph), hand-computed from the keys */
+    {
+        kvs_hw g = hw;
+        g.gpu.step_graph = 1;
+        kvs_model m;
+        if (kvs_preset_get("llama-3.1-8b", &m, err, sizeof err)) {
+            fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+            return 1;
+        }
+        /* gate_up of llama-3.1-8b: 28672 x 4096 bf16 = 224 MiB, between the 128 and 512 MiB knots */
+        const double gb = 28672.0 * 4096 * 2, x = log2(gb / 1048576.0), f = (x - 7) / 2;
+        const double eff = g.gpu.gemv_eff_128mb + f * (g.gpu.gemv_eff_512mb - g.gpu.gemv_eff_128mb);
+        const double want_g = llround(g.gpu.gemv_fixed_ns) + ceil(gb / (eff * g.gpu.hbm_bw_bytes_per_s) * 1e9);
+        const double got_g = (double)kvs_gpu_gemv_ns(&g, 28672, 4096, 2, 1);
+        /* down (rows <= cols) adds the split-K kernel */
+        const double db = 4096.0 * 14336 * 2, xd = log2(db / 1048576.0), fd = (xd - 5) / 2;
+        const double effd = g.gpu.gemv_eff_32mb + fd * (g.gpu.gemv_eff_128mb - g.gpu.gemv_eff_32mb);
+        const double want_d = llround(g.gpu.gemv_fixed_ns + g.gpu.gemv_splitk_ns) +
+                              ceil(db / (effd * g.gpu.hbm_bw_bytes_per_s) * 1e9);
+        const double got_d = (double)kvs_gpu_gemv_ns(&g, 4096, 14336, 2, 1);
+        /* attention: 2 kernels + fixed + bytes at the graph efficiency */
+        kvs_gpu_attn a = {.problems = 8, .entries = 8192, .rows = 131072, .bytes = 536870912.0, .flops = 1e9,
+                          .head_dim = 128, .group = 4};
+        const double want_a = llround(2 * g.gpu.graph_kernel_ns + g.gpu.graph_attn_fixed_ns) +
+                              ceil(536870912.0 / (g.gpu.graph_attn_bw_efficiency * g.gpu.hbm_bw_bytes_per_s) * 1e9);
+        const double got_a = (double)kvs_gpu_attn_ns(&g, &a);
+        /* LM head: the step's graph launch, 2 small kernels, the vocab GEMV */
+        const double want_h = llround(g.gpu.graph_launch_ns + 2 * g.gpu.graph_kernel_ns) +
+                              (double)kvs_gpu_gemv_ns(&g, m.vocab, m.hidden, 2, 1);
+        const double got_h = (double)kvs_gpu_lm_head_ns(&g, &m, 1, NULL);
+        struct { const char *what; double got, want; } gt[] = {{"graph GEMV 28672x4096", got_g, want_g},
+                                                               {"graph GEMV 4096x14336", got_d, want_d},
+                                                               {"graph attention 512 MiB", got_a, want_a},
+                                                               {"graph LM head 8b", got_h, want_h}};
+        for (size_t i = 0; i < 4; i++) {
+            int ok = fabs(gt[i].got - gt[i].want) <= 1.0;
+            printf("%-28s model %10.1f ns  hand %10.1f ns  %s\n", gt[i].what, gt[i].got, gt[i].want, ok ? "ok" : "FAIL");
+            fails += !ok;
+        }
+    }
+    /* the per-layer study below: one launch + sync per layer */
+    hw.gpu.step_graph = 0;
     const double s = 8192;
     const kvs_hw_link *l = &hw.host_to_gpu;
     double want_pp = l->lat_ns + 10 * (l->per_request_ns + s / l->bw_bytes_per_s * 1e9);
-    double want_gk = hw.gather_kernel.launch_ns + 10 * s / hw.gather_kernel.bw_bytes_per_s * 1e9;
-    double want_hs = 10 * s / hw.host.gather_bw_bytes_per_s * 1e9 + l->lat_ns + l->per_request_ns +
+    double want_gk = hw.gather_kernel.launch_ns + 10 * s / kvs_hw_gather_kernel_bw(&hw) * 1e9;
+    double want_hs = 10 * s / kvs_hw_host_copy_bw(&hw) * 1e9 + l->lat_ns + l->per_request_ns +
                      10 * s / l->bw_bytes_per_s * 1e9;
     double got_pp = kvs_gm_fetch_ns(&hw, KVS_MECH_PER_PAGE, 10, s, 0);
     double got_gk = kvs_gm_fetch_ns(&hw, KVS_MECH_GATHER_KERNEL, 10, s, 0);
@@ -525,7 +581,7 @@ static int cmd_selftest(int argc, char **argv)
 static double ref_attn(const float *k, const float *v, int d, const float *q, float scale, const int32_t *idx,
                        int64_t n, double *o)
 {
-    double m = -INFINITY, l = 0;
+    double m = -HUGE_VAL, l = 0;
     for (int i = 0; i < d; i++) o[i] = 0;
     for (int64_t t = 0; t < n; t++) {
         double a = 0;
@@ -618,7 +674,7 @@ static int cpucheck_head(const float *k, const float *v, const float *q, const f
             if (K > ws - se) K = ws - se;
             for (int j = 0; j <= p; j++) score[j] = 0;
             for (int h = 0; h < g; h++) {
-                double mx = -INFINITY, z = 0;
+                double mx = -HUGE_VAL, z = 0;
                 for (int j = 0; j <= p; j++) {
                     double a = 0;
                     for (int i = 0; i < d; i++) a += (double)q[h * d + i] * (double)k[(size_t)j * d + i];
@@ -643,7 +699,7 @@ static int cpucheck_head(const float *k, const float *v, const float *q, const f
             g_score = score;
             qsort(tmp, (size_t)nm, sizeof(int32_t), cmp_pos);
             qsort(tmp, (size_t)K, sizeof(int32_t), cmp_i32);
-            double kth = K ? INFINITY : 0;
+            double kth = K ? HUGE_VAL : 0;
             for (int64_t t = 0; t < K; t++) kth = fmin(kth, score[tmp[t]]);
             /* kvs_method's retrieved positions vs the reference's */
             int64_t a = 0, b = 0, diff = 0;
@@ -769,15 +825,149 @@ static int cmd_cpucheck(int argc, char **argv)
     return fails ? 1 : 0;
 }
 
+/* ---- predict-e2e: whole decode steps (kvsim-gpu e2e) ------------------------------
+ * Every step row of E2E.csv predicted with kvsim's graph-mode step model
+ * (kvs_gpu.h): L x (attention + the rest of the layer + selection + fetch) +
+ * LM head (which carries the step's graph launch).  Rows with index % 4 == 0
+ * (in file order, step rows only) form the training set of the fitted keys
+ * (graph_kernel_ns, select_*_ns, estimate_fixed_ns: at most a quarter of the rows);
+ * the others are held out.  OUT.csv: the row's configuration, measured and
+ * predicted us, error, set. */
+static int cmd_predict_e2e(int argc, char **argv)
+{
+    if (argc < 4) return 2;
+    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg";
+    char err[512];
+    kvs_hw hw;
+    int nsets = 0;
+    char *sets[32];
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--hw") && i + 1 < argc) hwpath = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 32) sets[nsets++] = argv[++i];
+        else {
+            fprintf(stderr, "kvsim-gpu-host predict-e2e: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (kvs_hw_load(hwpath, NULL, NULL, 0, &hw, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    for (int i = 0; i < nsets; i++) {
+        char *eq = strchr(sets[i], '=');
+        if (!eq) {
+            fprintf(stderr, "kvsim-gpu-host: --set %s: expected key=value\n", sets[i]);
+            return 2;
+        }
+        *eq = 0;
+        if (kvs_hw_set(&hw, sets[i], eq + 1, err, sizeof err)) {
+            fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+            return 1;
+        }
+    }
+    if (!hw.gpu.step_graph) {
+        fprintf(stderr, "kvsim-gpu-host predict-e2e: %s: gpu.step_graph is 0 (the e2e steps are one CUDA graph)\n",
+                hwpath);
+        return 1;
+    }
+    csv_t c;
+    if (csv_read(meas, &c, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    static const char *need_e2e[] = {"kind", "id", "model", "ctx", "batch", "method", "budget_frac",
+                                     "tokens_per_head", "pages_selected", "placement", "mechanism", "page",
+                                     "step_us", "fetched_bytes", "layers"};
+    for (size_t i = 0; i < sizeof need_e2e / sizeof *need_e2e; i++)
+        if (col(&c, need_e2e[i]) < 0) {
+            fprintf(stderr, "kvsim-gpu-host: %s: no column '%s' (not a kvsim-gpu e2e file)\n", meas, need_e2e[i]);
+            csv_free(&c);
+            return 1;
+        }
+    FILE *f = fopen(out, "w");
+    if (!f) {
+        fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);
+        csv_free(&c);
+        return 1;
+    }
+    fprintf(f, "id,model,ctx,batch,method,budget_frac,tokens_per_head,placement,mechanism,measured_us,predicted_us,"
+               "err_pct,set\n");
+    double etr[256], eho[256];
+    int ntr = 0, nho = 0, k = 0, rc = 0;
+    for (int r = 0; r < c.nrow; r++) {
+        if (strcmp(cs(&c, r, "kind"), "step")) continue;
+        kvs_model m;
+        if (kvs_preset_get(cs(&c, r, "model"), &m, err, sizeof err)) {
+            fprintf(stderr, "kvsim-gpu-host: %s row %d: %s\n", meas, r + 2, err);
+            rc = 1;
+            break;
+        }
+        const int B = (int)cd(&c, r, "batch"), P = (int)cd(&c, r, "page");
+        const double n = cd(&c, r, "ctx") + 1, toks = cd(&c, r, "tokens_per_head");
+        const char *meth = cs(&c, r, "method");
+        const int G = m.n_heads / m.n_kv_heads, d = m.head_dim, problems = m.n_kv_heads * B;
+        const int comp = !strcmp(meth, "completion"), R = 64;
+        kvs_gpu_attn a = {.problems = problems,
+                          .entries = (int64_t)ceil(toks / P),
+                          .rows = (int64_t)ceil(toks / P) * P,
+                          .bytes = toks * 2.0 * d * 2 * problems + (comp ? problems * 4.0 * (R * d + R) : 0),
+                          .flops = toks * 4.0 * d * G * problems,
+                          .completion = comp,
+                          .tokens = toks * problems,
+                          .features = R,
+                          .head_dim = d,
+                          .group = G,
+                          .nsplit = 0};
+        int64_t t_layer = kvs_gpu_attn_ns(&hw, &a) + kvs_gpu_layer_rest_ns(&hw, &m, B, NULL);
+        if (!strcmp(meth, "topk"))
+            t_layer += kvs_gpu_select_ns(&hw, KVS_GPU_TOPK_NODES, kvs_gpu_topk_select_bytes(problems, n, d, G, 2),
+                                         problems * n, hw.gpu.select_key_ns);
+        else if (!strcmp(meth, "quest") || comp)
+            t_layer += kvs_gpu_select_ns(&hw, KVS_GPU_QUEST_NODES,
+                                         kvs_gpu_quest_select_bytes(problems, ceil(n / P), d, G, 2),
+                                         problems * ceil(n / P), hw.gpu.select_page_ns);
+        if (!strcmp(cs(&c, r, "mechanism"), "gather_kernel")) {
+            const double fb = cd(&c, r, "fetched_bytes") / m.n_layers;
+            t_layer += (int64_t)llround(hw.gpu.graph_kernel_ns) + (int64_t)ceil(fb / kvs_hw_gather_kernel_bw(&hw) * 1e9);
+        } else if (strcmp(cs(&c, r, "mechanism"), "none")) {
+            fprintf(stderr, "kvsim-gpu-host: %s row %d: mechanism '%s' is not modelled here\n", meas, r + 2,
+                    cs(&c, r, "mechanism"));
+            rc = 1;
+            break;
+        }
+        const double pred = (m.n_layers * (double)t_layer + kvs_gpu_lm_head_ns(&hw, &m, B, NULL)) / 1e3;
+        const double mus = cd(&c, r, "step_us"), e = 100 * (pred - mus) / mus;
+        const int train = k++ % 4 == 0;
+        if (train && ntr < 256) etr[ntr++] = fabs(e);
+        if (!train && nho < 256) eho[nho++] = fabs(e);
+        fprintf(f, "%s,%s,%s,%d,%s,%s,%s,%s,%s,%.1f,%.1f,%.2f,%s\n", cs(&c, r, "id"), m.name, cs(&c, r, "ctx"), B,
+                meth, cs(&c, r, "budget_frac"), cs(&c, r, "tokens_per_head"), cs(&c, r, "placement"),
+                cs(&c, r, "mechanism"), mus, pred, e, train ? "train" : "held_out");
+    }
+    fclose(f);
+    csv_free(&c);
+    if (rc) return rc;
+    double mtr = median(etr, ntr), mho = median(eho, nho), xtr = 0, xho = 0, sq = 0;
+    for (int i = 0; i < ntr; i++) sq += etr[i] * etr[i];
+    if (getenv("KVSIM_FIT_TRACE")) printf("train_mse %.4f\n", ntr ? sq / ntr : 0.0);
+    for (int i = 0; i < ntr; i++) xtr = fmax(xtr, etr[i]);
+    for (int i = 0; i < nho; i++) xho = fmax(xho, eho[i]);
+    printf("predict-e2e: %d training rows (median %.1f%%, max %.1f%%), %d held-out rows (median %.1f%%, max %.1f%%)\n",
+           ntr, mtr, xtr, nho, mho, xho);
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
     int rc = 2;
     if (argc >= 2 && !strcmp(argv[1], "predict")) rc = cmd_predict(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "import")) rc = cmd_import(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "predict-e2e")) rc = cmd_predict_e2e(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "selftest")) rc = cmd_selftest(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "cpucheck")) rc = cmd_cpucheck(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: kvsim-gpu-host predict MEASURED.csv OUT.csv [--hw CFG] [--calib BENCH.csv] "
-                        "[--set k=v]... | import MEASURED.csv DB [PREDICTED.csv] | cpucheck DIR... | selftest [CFG]\n");
+                        "[--set k=v]... | predict-e2e E2E.csv OUT.csv [--hw CFG] [--set k=v]... | "
+                        "import MEASURED.csv DB [PREDICTED.csv] | cpucheck DIR... | selftest [CFG]\n");
     return rc;
 }

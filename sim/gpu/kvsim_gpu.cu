@@ -9,12 +9,16 @@
 //   kvsim-gpu selftest                 random inputs, every kernel vs reference
 //   kvsim-gpu check DIR [DIR...]       exported trace layers vs references/o_ref
 //   kvsim-gpu bench OUT.csv            kernel speed (HBM bandwidth, Top-K, completion)
+//   kvsim-gpu bench OUT.csv TORCH.csv  = attnbench: the decode kernel beside PyTorch SDPA
+//   kvsim-gpu attnbench OUT.csv [TORCH.csv]   (gpu_e2e.h)
+//   kvsim-gpu e2e OUT.csv [quick]      whole decode steps in one CUDA graph (gpu_e2e.h)
 //   kvsim-gpu fidelity OUT.csv [quick] measured step latency of the configurations
 //
 // Exit: 0 ok, 1 failure (a check out of tolerance, a CUDA error, bad input),
 // 2 usage, 77 no GPU (so CTest reports the test as skipped).
 #include "kvs_cuda.h"
 #include "gpu_ref.h"
+#include "gpu_e2e.h"
 #include <algorithm>
 #include <iterator>
 #include <cuda_fp16.h>
@@ -431,12 +435,126 @@ static int gather_selftest(void)
     return bad ? 1 : 0;
 }
 
+// Paged selection (kvs_cu_topk_paged, kvs_cu_quest_pages) and token-list
+// attention (kvs_cu_attn_paged_partial) against the double references.
+static int paged_selftest(int d, int G, int hkv)
+{
+    const int n_ctx = 1531, p = 1477, P = 16, n = p + 1;
+    const float scale = 1.0f / std::sqrt((float)d);
+    uint64_t s = 4321 + d + G;
+    std::vector<uint16_t> k((size_t)hkv * n_ctx * d), v(k.size());
+    std::vector<float> q((size_t)hkv * G * d);
+    for (auto &x : k) x = kvs_ref_d2h(rng_norm(&s));
+    for (auto &x : v) x = kvs_ref_d2h(rng_norm(&s));
+    for (auto &x : q) x = (float)(1.5 * rng_norm(&s));
+    const int np = (n_ctx + P - 1) / P;
+    std::vector<uint16_t> hb((size_t)hkv * np * 2 * P * d);
+    for (int h = 0; h < hkv; h++)
+        to_blocks(&k[(size_t)h * n_ctx * d], &v[(size_t)h * n_ctx * d], n_ctx, d, P, &hb[(size_t)h * np * 2 * P * d]);
+    DBuf blocks, qd, ptab, work, tok, ntok, part, dout, meta, pages;
+    if (upload(blocks, hb) || upload(qd, q)) return -1;
+    std::vector<uint64_t> pt((size_t)hkv * np);
+    for (int h = 0; h < hkv; h++)
+        for (int i = 0; i < np; i++) pt[(size_t)h * np + i] = (uint64_t)blocks.p + ((size_t)h * np + i) * 4 * P * d;
+    if (upload(ptab, pt)) return -1;
+    // Top-K: anchors 4 + 64, 200 mid tokens
+    const int a0 = 4, w0 = n - 64, w1 = n, kk = 200, stride = a0 + kk + 64;
+    CK(work.alloc(kvs_cu_select_work_bytes(hkv, G, n)));
+    CK(tok.alloc((size_t)hkv * stride * 4));
+    CK(ntok.alloc((size_t)hkv * 4));
+    CK(kvs_cu_topk_paged(hkv, G, d, P, ptab.as<uint64_t>(), np, p, scale, qd.as<float>(), a0, w0, kk, a0, w0, w1,
+                         work.p, tok.as<int32_t>(), stride, ntok.as<int32_t>(), 0));
+    CK(cudaDeviceSynchronize());
+    std::vector<int32_t> gt((size_t)hkv * stride), gn(hkv);
+    CK(cudaMemcpy(gt.data(), tok.p, gt.size() * 4, cudaMemcpyDeviceToHost));
+    CK(cudaMemcpy(gn.data(), ntok.p, gn.size() * 4, cudaMemcpyDeviceToHost));
+    long differ = 0, total = 0;
+    double aerr = 0;
+    for (int h = 0; h < hkv; h++) {
+        std::vector<double> sc;
+        kvs_ref_group_scores(&k[(size_t)h * n_ctx * d], d, G, &q[(size_t)h * G * d], scale, p, sc);
+        std::vector<int> ref = kvs_ref_topk(sc, a0, w0, kk);
+        std::vector<int> want;
+        for (int j = 0; j < a0; j++) want.push_back(j);
+        want.insert(want.end(), ref.begin(), ref.end());
+        for (int j = w0; j < w1; j++) want.push_back(j);
+        if (gn[h] != stride) differ += stride;
+        for (int i = 0; i < stride; i++) differ += gt[(size_t)h * stride + i] != want[i];
+        total += stride;
+    }
+    // token-list attention over the GPU's list, vs the reference over the same positions
+    kvs_cu_paged pa;
+    pa.shape = {1, hkv, G, d, P, scale, 3};
+    pa.ptab = ptab.as<uint64_t>();
+    pa.ptab_stride = np;
+    pa.tok = tok.as<int32_t>();
+    pa.tok_stride = stride;
+    pa.ntok = ntok.as<int32_t>();
+    pa.ntok_all = 0;
+    CK(part.alloc(kvs_cu_part_floats(&pa.shape) * 4));
+    CK(dout.alloc((size_t)hkv * G * d * 4));
+    CK(kvs_cu_attn_paged_partial(&pa, qd.as<float>(), part.as<float>(), 0));
+    CK(kvs_cu_attn_combine(&pa.shape, part.as<float>(), nullptr, 0, dout.as<float>(), nullptr, nullptr, 0));
+    std::vector<float> o((size_t)hkv * G * d);
+    CK(cudaMemcpy(o.data(), dout.p, o.size() * 4, cudaMemcpyDeviceToHost));
+    std::vector<double> ref((size_t)G * d);
+    for (int h = 0; h < hkv; h++) {
+        std::vector<int> idx(gt.begin() + (size_t)h * stride, gt.begin() + (size_t)(h + 1) * stride);
+        kvs_ref_attn(&k[(size_t)h * n_ctx * d], &v[(size_t)h * n_ctx * d], d, G, &q[(size_t)h * G * d], scale, idx,
+                     ref.data());
+        for (int g = 0; g < G; g++) aerr = std::max(aerr, rel_l2(&o[((size_t)h * G + g) * d], &ref[(size_t)g * d], d));
+    }
+    // Quest pages: bounds from the fp16 min/max of each page, softmax over pages, group sum
+    const int npg = (n + P - 1) / P, kp = 12, plo = 1, phi = w0 / P;
+    CK(meta.alloc((size_t)hkv * npg * 2 * d * 2));
+    CK(pages.alloc((size_t)hkv * kp * 4));
+    CK(kvs_cu_quest_meta(hkv, d, P, npg, ptab.as<uint64_t>(), np, meta.as<uint16_t>(), 0));
+    CK(kvs_cu_quest_pages(hkv, G, d, npg, meta.as<uint16_t>(), scale, qd.as<float>(), plo, phi, kp, work.p,
+                          pages.as<int32_t>(), kp, 0));
+    CK(cudaDeviceSynchronize());
+    std::vector<int32_t> gp((size_t)hkv * kp);
+    CK(cudaMemcpy(gp.data(), pages.p, gp.size() * 4, cudaMemcpyDeviceToHost));
+    long qdiff = 0;
+    for (int h = 0; h < hkv; h++) {
+        std::vector<double> score(npg, 0.0);
+        for (int g = 0; g < G; g++) {
+            std::vector<double> b(npg);
+            double M = -1e300;
+            for (int pg = 0; pg < npg; pg++) {
+                double a = 0;
+                for (int i = 0; i < d; i++) {
+                    double mn = 1e300, mx = -1e300;
+                    for (int r = 0; r < P; r++) {
+                        const int pos = pg * P + r;
+                        const double x = pos < n_ctx ? kvs_ref_h2d(k[((size_t)h * n_ctx + pos) * d + i]) : 0.0;
+                        mn = std::min(mn, x);
+                        mx = std::max(mx, x);
+                    }
+                    const double qq = q[((size_t)h * G + g) * d + i];
+                    a += std::max(qq * mn, qq * mx);
+                }
+                b[pg] = a * scale;
+                M = std::max(M, b[pg]);
+            }
+            double L = 0;
+            for (int pg = 0; pg < npg; pg++) L += std::exp(b[pg] - M);
+            for (int pg = 0; pg < npg; pg++) score[pg] += std::exp(b[pg] - M) / L;
+        }
+        std::vector<int> ref_p = kvs_ref_topk(score, plo, phi, kp);
+        for (int i = 0; i < kp; i++) qdiff += gp[(size_t)h * kp + i] != ref_p[i];
+    }
+    const bool ok = differ == 0 && aerr < 1e-4 && qdiff == 0;
+    printf("paged d=%d G=%d hkv=%d  topk_paged %ld/%ld differ, token-list attention %.2e, quest pages %ld/%d differ  %s\n",
+           d, G, hkv, differ, total, aerr, qdiff, hkv * kp, ok ? "ok" : "FAIL");
+    return ok ? 0 : 1;
+}
+
 static int cmd_selftest(void)
 {
     if (!gpu_present()) return 77;
     int fails = 0;
     const int shapes[][3] = {{64, 3, 2}, {128, 4, 2}, {64, 1, 1}, {128, 8, 1}};
-    for (int vi = 0; vi < 4 * 4; vi++) {
+    for (int vi = 0; vi < 5 * 4; vi++) {   // variants 0..4 (4 = tensor-core kernel)
         const int *sh = shapes[vi % 4];
         if (kvs_cu_attn_set_variant(vi / 4)) return 1;
         CaseIn c = {};
@@ -471,6 +589,11 @@ static int cmd_selftest(void)
     int g = gather_selftest();
     if (g < 0) return 1;
     fails += g;
+    for (const int *sh : shapes) {
+        g = paged_selftest(sh[0], sh[1], sh[2]);
+        if (g < 0) return 1;
+        fails += g;
+    }
     printf("selftest: %s\n", fails ? "FAILED" : "all ok");
     return fails ? 1 : 0;
 }
@@ -700,9 +823,9 @@ static int cmd_bench(const char *out_csv)
     const Cfg cfgs[] = {{32768, 1, 16}, {32768, 8, 16}, {65536, 4, 16}, {131072, 1, 16}, {131072, 4, 16},
                         {131072, 1, 256}, {131072, 4, 64}, {131072, 4, 256}};
     printf("%-8s %-5s %-4s %-6s %10s %9s %7s\n", "ctx", "batch", "P", "nsplit", "us", "GB/s", "%copy");
-    double best_big = 0, var_sum[4] = {0, 0, 0, 0};
+    double best_big = 0, var_sum[5] = {0, 0, 0, 0, 0};
     int best_variant = 0;
-    const char *vname[4] = {"direct8", "direct4", "pipelined", "direct8nocap"};
+    const char *vname[5] = {"direct8", "direct4", "pipelined", "direct8nocap", "tensorcore"};
     for (const Cfg &c : cfgs) {
         const int np = c.ctx / c.P;
         const size_t blk = (size_t)4 * c.P * d;
@@ -717,7 +840,7 @@ static int cmd_bench(const char *out_csv)
             }
         if (upload(de, ent) || upload(doff, off)) return 1;
         const double bytes = (double)c.batch * hkv * c.ctx * 2 * d * 2;
-        for (int vi = 0; vi < 12; vi++) {
+        for (int vi = 0; vi < 15; vi++) {
             const int variant = vi / 3, target = 528 << (vi % 3);
             CK(kvs_cu_attn_set_variant(variant));
             auto partial = kvs_cu_attn_partial;
@@ -753,11 +876,11 @@ static int cmd_bench(const char *out_csv)
     fprintf(csv, "full_attn_best,131072,0,0,0,0,0,0,%.1f,%.1f\n", best_big, 100 * best_big / copy_GBps);
     // variant for the decode steps: the fastest at ctx 128k, batch 1
     int step_variant = 0;
-    for (int v = 1; v < 4; v++)
+    for (int v = 1; v < 5; v++)
         if (var_sum[v] < var_sum[step_variant]) step_variant = v;
     printf("best_variant %d (%s) at 128k x 4; step_variant %d (%s) at 128k x 1\n", best_variant,
            vname[best_variant], step_variant, vname[step_variant]);
-    CK(kvs_cu_attn_set_variant(0));
+    CK(kvs_cu_attn_set_variant(4));
 
     // Top-K selection (oracle: logits over all keys, softmax, group sum, radix select)
     for (int ctx : {32768, 131072}) {
@@ -1027,7 +1150,8 @@ static int cmd_fidelity(const char *out_csv, int quick)
 int main(int argc, char **argv)
 {
     if (argc < 2) {
-        fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
+        fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n"
+                        "       | bench OUT.csv TORCH.csv | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick]\n");
         return 2;
     }
     std::string cmd = argv[1];
@@ -1035,7 +1159,12 @@ int main(int argc, char **argv)
     if (cmd == "selftest") return cmd_selftest();
     if (cmd == "check" && argc >= 3) return cmd_check(argc - 2, argv + 2, 0.01, 0.04);
     if (cmd == "bench" && argc == 3) return cmd_bench(argv[2]);
+    // with PyTorch's results of the same run: the decode-attention kernel side by side with SDPA
+    if (cmd == "bench" && argc == 4) return kvs_gpu_cmd_attnbench(argc - 2, argv + 2);
     if (cmd == "fidelity" && argc >= 3) return cmd_fidelity(argv[2], argc > 3 && !strcmp(argv[3], "quick"));
-    fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n");
+    if (cmd == "attnbench" && argc >= 3) return kvs_gpu_cmd_attnbench(argc - 2, argv + 2);
+    if (cmd == "e2e" && argc >= 3) return kvs_gpu_cmd_e2e(argc - 2, argv + 2);
+    fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n"
+                    "       | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick]\n");
     return 2;
 }

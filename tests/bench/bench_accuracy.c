@@ -6,7 +6,16 @@
  *
  * usage: bench_accuracy [--stride N] [--sinks S] [--window W] [--features F]
  *                       [--features-favor F] [--features-taylor R] [--features-fitted C]
- *                       [--seed X] [--fracs a,b,c] TRACE.h5...
+ *                       [--seed X] [--fracs a,b,c] [--read-budget] [--resid-min X] TRACE.h5...
+ * --read-budget: the fractions are token-equivalent READ budgets T = frac x (T0 + S)
+ *   (kvs_method_opts.read_budget: anchors + retrieved + selector metadata +
+ *   summary + map parameters, one fp16 token K+V = 1 te); methods: topk, quest
+ *   (page: the smallest power of two >= 16 whose metadata takes at most half of
+ *   T), completion favor / taylor / fitted (oracle topk selection, per-head
+ *   allocation), fitted with a summary on every head (resid_min -1), and fitted
+ *   with the deployable clusters selector.  Columns add the mean te actually
+ *   read per (step, layer, KV head) ("read te", must be <= T) and the share of
+ *   heads that read a summary.
  * Output: a markdown table on stdout (deterministic for the same inputs). */
 #include "kvs_attn.h"
 #include "kvs_method.h"
@@ -29,6 +38,8 @@ typedef struct {
     double tau[2];               /* true unread mass sums */
     double te;                   /* summary token-eq */
     double pe;                   /* param token-eq */
+    double rd, rdn, rdmax;       /* read te per (step, KV head): sum, count, max */
+    double heads_on, heads;      /* heads reading a summary / heads */
 } cfg_t;
 
 static double rel_l2(const float *a, const double *ref, int d) {
@@ -45,7 +56,8 @@ int main(int argc, char **argv) {
     int stride = 8, sinks = 4, window = 16, features = 0, fmf[3] = {0, 0, 0};
     unsigned long long seed = 1;
     double fracs[MAXFR] = {0.005, 0.01, 0.02, 0.04};
-    int nfr = 4, a = 1;
+    int nfr = 4, a = 1, rb = 0;
+    double resid_min = KVS_RESID_MIN_DEFAULT;
     for (; a < argc && argv[a][0] == '-'; a++) {
         if (!strcmp(argv[a], "--stride") && a + 1 < argc) stride = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--sinks") && a + 1 < argc) sinks = atoi(argv[++a]);
@@ -55,6 +67,8 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[a], "--features-taylor") && a + 1 < argc) fmf[1] = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--features-fitted") && a + 1 < argc) fmf[2] = atoi(argv[++a]);
         else if (!strcmp(argv[a], "--seed") && a + 1 < argc) seed = strtoull(argv[++a], NULL, 10);
+        else if (!strcmp(argv[a], "--read-budget")) rb = 1;
+        else if (!strcmp(argv[a], "--resid-min") && a + 1 < argc) resid_min = strtod(argv[++a], NULL);
         else if (!strcmp(argv[a], "--fracs") && a + 1 < argc) {
             char *s = argv[++a];
             nfr = 0;
@@ -67,7 +81,31 @@ int main(int argc, char **argv) {
     }
     static cfg_t cfg[MAXCFG];
     int nc = 0;
-    for (int f = 0; f < nfr; f++) {
+    for (int f = 0; f < nfr && rb; f++) {
+        const char *names[] = {"topk", "quest", "compl-favor", "compl-taylor", "compl-fitted",
+                               "compl-fitted-all", "compl-fitted-clusters"};
+        for (int t = 0; t < 7; t++) {
+            cfg_t *c = &cfg[nc++];
+            memset(c, 0, sizeof *c);
+            snprintf(c->name, sizeof c->name, "%s", names[t]);
+            kvs_method_opts_default(&c->o);
+            c->o.sinks = sinks;
+            c->o.window = window;
+            c->o.seed = seed;
+            c->o.features = features;
+            c->o.resid_min = resid_min;
+            c->frac = fracs[f];
+            c->o.kind = t == 0 ? KVS_M_TOPK : t == 1 ? KVS_M_QUEST : KVS_M_COMPLETION;
+            if (t >= 2) {
+                c->o.fmap = t == 2 ? KVS_FMAP_FAVOR : t == 3 ? KVS_FMAP_TAYLOR : KVS_FMAP_FITTED;
+                int fi = t == 2 ? 0 : t == 3 ? 1 : 2;
+                if (fmf[fi] > 0) c->o.features = fmf[fi];
+            }
+            if (t == 5) c->o.resid_min = -1.0;
+            if (t == 6) c->o.select = KVS_SEL_CLUSTERS;
+        }
+    }
+    for (int f = 0; f < nfr && !rb; f++) {
         const char *names[] = {"topk", "quest", "compl-favor", "compl-taylor", "compl-fitted", "topk+te", "window"};
         for (int t = 0; t < 7; t++) {
             cfg_t *c = &cfg[nc++];
@@ -136,6 +174,18 @@ int main(int argc, char **argv) {
                     cfg_t *C = &cfg[c];
                     kvs_method_opts mo = C->o;
                     mo.budget = (int64_t)ceil(C->frac * (double)N);
+                    if (rb) {
+                        mo.budget = 0;
+                        mo.read_budget = C->frac * (double)N;
+                        if (mo.kind == KVS_M_QUEST)   /* smallest page whose metadata fits in T/2 */
+                            while (mo.page < (1 << 20) && (double)N / mo.page + 1.0 > 0.5 * mo.read_budget) mo.page *= 2;
+                        if (kvs_method_read_budget_check(&mo, d, g, N, T0, err, sizeof err)) {
+                            fprintf(stderr, "bench_accuracy: %s at %.1f%%: %s\n", C->name, 100.0 * C->frac, err);
+                            C->cnt[0] = C->cnt[1] = -1.0;   /* marks "does not fit" */
+                            continue;
+                        }
+                    }
+                    if (C->cnt[0] < 0) continue;
                     if (C->extra < 0) {  /* topk given the fitted completion's extra bytes as tokens */
                         C->extra = (int)ceil(cfg[c - 1].te + cfg[c - 1].pe);
                     }
@@ -145,11 +195,20 @@ int main(int argc, char **argv) {
                     kvs_method_prepare(m, k, v, (int)N, (int)T0);
                     C->te = kvs_method_summary_token_eq(m, 2);
                     C->pe = (double)kvs_method_param_bytes(m) / (2.0 * d * 2);
+                    kvs_method_split sp;
+                    kvs_method_split_of(m, &sp);
+                    C->heads += 1.0;
+                    C->heads_on += sp.summary;
                     for (long si = 0; si < ns; si++) {
                         long s = si * stride;
                         for (int h = 0; h < g; h++)
                             memcpy(qg + (size_t)h * (size_t)d, q + ((size_t)s * (size_t)H + (size_t)(kh * g + h)) * (size_t)d, sizeof(float) * (size_t)d);
                         kvs_method_step(m, qg, (int)(T0 + s), scale, o, &so);
+                        double rte = (double)so.tokens_exact +
+                                     (double)(so.meta_bytes + so.summary_bytes + so.param_bytes) / (4.0 * d);
+                        C->rd += rte;
+                        C->rdn += 1.0;
+                        if (rte > C->rdmax) C->rdmax = rte;
                         for (int h = 0; h < g; h++) {
                             int b = hmean[h] >= 0.5;
                             double e = rel_l2(o + (size_t)h * (size_t)d, oref + ((size_t)si * (size_t)g + (size_t)h) * (size_t)d, d);
@@ -170,6 +229,25 @@ int main(int argc, char **argv) {
     }
     printf("sinks %d, window %d, stride %d, features %d (favor %d, taylor %d, fitted %d; 0 = default), seed %llu; %d traces\n\n",
            sinks, window, stride, features, fmf[0], fmf[1], fmf[2], seed, argc - a);
+    if (rb) {
+        printf("read budgets (te per step, layer, KV head; 1 te = one fp16 token K+V), resid_min %g\n\n", resid_min);
+        printf("| method | read budget | T te | read te (mean / max) | heads with summary | rel_l2 H<0.5 | rel_l2 H>=0.5 | ratio to topk H<0.5 | H>=0.5 | unread mass H<0.5 | H>=0.5 | n (lo/hi) |\n");
+        printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+        for (int c = 0; c < nc; c++) {
+            cfg_t *C = &cfg[c], *T = &cfg[c - c % 7];
+            if (C->cnt[0] < 0) {
+                printf("| %s | %.1f%% | %.1f | does not fit | | | | | | | | |\n", C->name, 100.0 * C->frac, C->frac * (double)lastN);
+                continue;
+            }
+            double e0 = C->sum[0] / (C->cnt[0] + 1e-300), e1 = C->sum[1] / (C->cnt[1] + 1e-300);
+            double t0 = T->sum[0] / (T->cnt[0] + 1e-300), t1 = T->sum[1] / (T->cnt[1] + 1e-300);
+            printf("| %s | %.1f%% | %.1f | %.1f / %.1f | %.0f/%.0f | %.4f | %.4f | %.2f | %.2f | %.3f | %.3f | %.0f/%.0f |\n",
+                   C->name, 100.0 * C->frac, C->frac * (double)lastN, C->rd / (C->rdn + 1e-300), C->rdmax,
+                   C->heads_on, C->heads, e0, e1, e0 / (t0 + 1e-300), e1 / (t1 + 1e-300),
+                   C->tau[0] / (C->cnt[0] + 1e-300), C->tau[1] / (C->cnt[1] + 1e-300), C->cnt[0], C->cnt[1]);
+        }
+        return 0;
+    }
     printf("| method | budget | B tokens | summary te | params te | rel_l2 H<0.5 | rel_l2 H>=0.5 | unread mass H<0.5 | H>=0.5 | est share err H<0.5 | H>=0.5 | n (lo/hi) |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|---|---|\n");
     for (int c = 0; c < nc; c++) {

@@ -1,25 +1,55 @@
 /* fuzz_trace.c — libFuzzer target: the input bytes are a would-be kvtrace
- * file.  Writes them to a private temp file, opens it with kvs_trace_open,
- * reads a little when it opens, then runs the validator in-process (with
- * the o_ref check when the file is small).  Any crash, sanitizer report or
- * hang is a finding; scripts/fuzz_trace.sh builds and runs it and sorts
- * findings into "ours" (a kvs_* frame on top) and "inside HDF5". */
+ * file.  Written to a private temp file, it goes the way every command
+ * takes a trace: kvs_trace_probe (the forked, time-limited open) first,
+ * then, when the probe passed, kvs_trace_open in this process, a few reads,
+ * and the validator in-process (with the o_ref check when the file is
+ * small).  Any crash, sanitizer report or hang of this process is a
+ * finding: either a bug of ours, or a file the probe let through although
+ * it crashes libhdf5 in-process (the probe failed to contain it).
+ * Inputs the probe reports as crashing or hanging HDF5 are saved to
+ * $KVSIM_FUZZ_CONTAINED (when set) so that scripts/fuzz.sh can replay them
+ * with KVSIM_FUZZ_NO_PROBE=1 (open straight in-process, as before the
+ * probe) and check that the crash is really inside libhdf5, not in our code
+ * running in the probe's child. */
 #include "kvs_trace.h"
 #include "kvs_validate.h"
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static char path[256];
+static const char *contained;
+static int no_probe, n_saved;
+
+/* FNV-1a name, at most 500 files */
+static void save_contained(const uint8_t *data, size_t size) {
+    if (n_saved >= 500) return;
+    uint64_t h = 1469598103934665603ull;
+    for (size_t i = 0; i < size; i++) h = (h ^ data[i]) * 1099511628211ull;
+    char p[600];
+    snprintf(p, sizeof p, "%s/contained-%016llx.h5", contained, (unsigned long long)h);
+    struct stat st;
+    if (stat(p, &st) == 0) return;
+    FILE *f = fopen(p, "wb");
+    if (!f) return;
+    fwrite(data, 1, size, f);
+    fclose(f);
+    n_saved++;
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (!path[0]) {
         const char *dir = getenv("KVSIM_FUZZ_TMP");
         snprintf(path, sizeof path, "%s/fuzz_trace_%ld.h5", dir && *dir ? dir : "/tmp", (long)getpid());
+        contained = getenv("KVSIM_FUZZ_CONTAINED");
+        if (contained && !*contained) contained = NULL;
+        const char *np = getenv("KVSIM_FUZZ_NO_PROBE");
+        no_probe = np && *np && strcmp(np, "0");
     }
     FILE *f = fopen(path, "wb");
     if (!f) return 0;
@@ -28,9 +58,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         return 0;
     }
     fclose(f);
-    char err[512];
+    char err[1400];
     kvs_trace *t = NULL;
     int small = 1;
+    if (!no_probe) {
+        if (kvs_trace_probe(path, 10, err, sizeof err)) {
+            if (contained && strstr(err, "the HDF5 library")) save_contained(data, size);
+            return 0;
+        }
+    }
     if (kvs_trace_open(path, &t, err, sizeof err) == 0) {
         const kvs_trace_meta *m = kvs_trace_get_meta(t);
         long T = kvs_trace_len(t);
@@ -54,7 +90,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         kvs_trace_close(t);
     }
     if (small) {
-        kvs_validate_opts o = {1, 1e-3, NULL, 0};
+        kvs_validate_opts o = {.check_ref = 1, .ref_tol = 1e-3};
         kvs_validate_result r;
         kvs_validate_file(path, &o, NULL, &r);
     }
