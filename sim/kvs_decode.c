@@ -66,14 +66,11 @@ typedef struct {
     int nonfinite;            /* an attention output was not finite */
 } attn_ctx;
 
+/* ||a - b|| / ||b|| in double (NaN stays NaN: the caller's max skips it) */
 static double rel_l2(const float *a, const float *b, int d) {
-    double e = 0, n = 0;
-    for (int i = 0; i < d; i++) {
-        double x = (double)a[i] - (double)b[i];
-        e += x * x;
-        n += (double)b[i] * (double)b[i];
-    }
-    return n > 0 ? sqrt(e / n) : sqrt(e);
+    double r;
+    (void)kvs_vec_compare(a, b, d, &r, NULL);
+    return r;
 }
 
 static void attn_cb(void *ctx, int layer, int kvh, int pos, const float *q, const float *k, const float *v,
@@ -186,6 +183,7 @@ int kvs_decode_execute(const kvs_run_spec *s, const kvs_decode_opts *o, const ch
     size_t n_links = 0, n_rvalues = 0;
     char *spec_json = NULL, *hw_json = NULL, *cfg_json = NULL, *id_json = NULL;
     FILE *dump = NULL;
+    kvs_bar *bar = NULL;
     int64_t run_id = -1;
     kvs_hw hw;
     char e2[1024];
@@ -458,6 +456,7 @@ int kvs_decode_execute(const kvs_run_spec *s, const kvs_decode_opts *o, const ch
     double sum_nll = 0, sum_nllf = 0, sum_kl = 0;
     long n_agree = 0, n_match = 0, first_div = -1;
     double t_loop = kvs_now_s();
+    if (ctl && ctl->progress) bar = kvs_bar_new(stderr, "decode", (double)n_pred, -1);
     for (long p = first_pos; p <= last_pos; p++) {
         if (interrupted(ctl)) FAIL("interrupted by signal %d", interrupted(ctl));
         const long step = p + 1 - T0;
@@ -521,11 +520,15 @@ int kvs_decode_execute(const kvs_run_spec *s, const kvs_decode_opts *o, const ch
         if (dump && (fwrite(mm.logits, sizeof(float), (size_t)V, dump) != (size_t)V ||
                      fwrite(lf, sizeof(float), (size_t)V, dump) != (size_t)V))
             FAIL("%s: cannot write the logits dump", o->dump_logits);
-        if (ctl && ctl->progress && isatty(STDERR_FILENO))
-            fprintf(stderr, "\rdecode: step %ld/%ld  nll %.3f  nll_full %.3f  ", si + 1, n_pred, sum_nll / (si + 1),
-                    sum_nllf / (si + 1));
+        if (bar) {
+            char extra[96];
+            snprintf(extra, sizeof extra, "nll %.3f  nll_full %.3f", sum_nll / (double)(si + 1),
+                     sum_nllf / (double)(si + 1));
+            kvs_bar_update(bar, (double)(si + 1), extra);
+        }
     }
-    if (ctl && ctl->progress && isatty(STDERR_FILENO)) fputc('\n', stderr);
+    kvs_bar_free(bar);
+    bar = NULL;
     const double loop_s = kvs_now_s() - t_loop;
     if (dump) {
         int bad = fclose(dump) != 0;
@@ -627,6 +630,7 @@ fail:
     rc = -1;
     if (db && run_id >= 0) kvs_db_run_fail(db, run_id, err);
 done:
+    kvs_bar_free(bar);
     if (dump) {
         fclose(dump);
         if (o->dump_logits) unlink(o->dump_logits);

@@ -9,6 +9,7 @@
 #include "kvs_link.h"
 #include "kvs_trace.h"
 #include "kvs_run.h"
+#include "kvs_util.h"
 #include <assert.h>
 #include <errno.h>
 #include <math.h>
@@ -1715,12 +1716,11 @@ int kvs_serve_execute(const kvs_serve_opts *o, int64_t *run_id_out, char *err, s
         tl_opened = 1;
     }
     {
-        struct timespec t0, t1;
-        clock_gettime(CLOCK_MONOTONIC, &t0);
+        double t0 = kvs_now_s();
         kvs_serve_in in = {.hw = &hw, .model = &model, .kv_elem_bytes = kv_elem, .wl = &wl, .patterns = pats,
                            .reqs = reqs, .n_reqs = n_reqs, .tl = tl, .keep_tbt = 1};
         if (kvs_serve_run(&in, &out, err, errlen)) goto fail_run;
-        clock_gettime(CLOCK_MONOTONIC, &t1);
+        double t1 = kvs_now_s();
         if (tl) {
             int64_t nev = kvs_timeline_events(tl);
             if (kvs_timeline_close(tl, err, errlen)) {
@@ -1734,7 +1734,7 @@ int kvs_serve_execute(const kvs_serve_opts *o, int64_t *run_id_out, char *err, s
                 fprintf(o->warn ? o->warn : stderr, "kvsim serve: warning: %.0f transfers have no span in the timeline (more than 64 "
                         "at once on one link)\n", dropped);
         }
-        double wall = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
+        double wall = t1 - t0;
         kvs_value_row *v = realloc(out.values, (out.n_values + 1) * sizeof *v);
         if (!v) {
             kvs_seterr(err, errlen, "out of memory");

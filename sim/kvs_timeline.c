@@ -1,6 +1,7 @@
 /* kvs_timeline.c — Chrome / Perfetto trace-event writer (kvs_timeline.h). */
 #include "kvs_timeline.h"
 #include "kvs_err.h"
+#include "kvs_util.h"
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,6 +13,8 @@ struct kvs_timeline {
     FILE *f;
     char *path;
     int64_t n;
+    kvs_sb sb; /* scratch for escaping strings (kvs_sb_json_str) */
+    int oom;
 };
 
 kvs_timeline *kvs_timeline_open(const char *path, char *err, size_t errlen) {
@@ -32,14 +35,11 @@ kvs_timeline *kvs_timeline_open(const char *path, char *err, size_t errlen) {
     return t;
 }
 
-static void put_str(FILE *f, const char *s) {
-    fputc('"', f);
-    for (const unsigned char *p = (const unsigned char *)s; p && *p; p++) {
-        if (*p == '"' || *p == '\\') fprintf(f, "\\%c", *p);
-        else if (*p < 0x20) fprintf(f, "\\u%04x", *p);
-        else fputc(*p, f);
-    }
-    fputc('"', f);
+static void put_str(kvs_timeline *t, const char *s) {
+    t->sb.len = 0;
+    kvs_sb_json_str(&t->sb, s);
+    if (t->sb.oom) t->oom = 1;
+    else fwrite(t->sb.buf, 1, t->sb.len, t->f);
 }
 
 static void sep(kvs_timeline *t) {
@@ -61,7 +61,7 @@ void kvs_timeline_name(kvs_timeline *t, int pid, int tid, const char *name) {
     fprintf(t->f, "{\"ph\":\"M\",\"pid\":%d,", pid);
     if (tid >= 0) fprintf(t->f, "\"tid\":%d,\"name\":\"thread_name\",\"args\":{\"name\":", tid);
     else fputs("\"name\":\"process_name\",\"args\":{\"name\":", t->f);
-    put_str(t->f, name);
+    put_str(t, name);
     fputs("}}", t->f);
 }
 
@@ -70,9 +70,9 @@ void kvs_timeline_span(kvs_timeline *t, int pid, int tid, const char *name, cons
     if (!t) return;
     sep(t);
     fprintf(t->f, "{\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"name\":", pid, tid);
-    put_str(t->f, name);
+    put_str(t, name);
     fputs(",\"cat\":", t->f);
-    put_str(t->f, cat ? cat : "");
+    put_str(t, cat ? cat : "");
     fputs(",\"ts\":", t->f);
     put_us(t->f, t0_ns);
     fputs(",\"dur\":", t->f);
@@ -86,11 +86,11 @@ void kvs_timeline_counter(kvs_timeline *t, int pid, const char *name, int64_t t_
     if (!t) return;
     sep(t);
     fprintf(t->f, "{\"ph\":\"C\",\"pid\":%d,\"name\":", pid);
-    put_str(t->f, name);
+    put_str(t, name);
     fputs(",\"ts\":", t->f);
     put_us(t->f, t_ns);
     fputs(",\"args\":{", t->f);
-    put_str(t->f, series);
+    put_str(t, series);
     fprintf(t->f, ":%.17g}}", value);
 }
 
@@ -101,6 +101,11 @@ int kvs_timeline_close(kvs_timeline *t, char *err, size_t errlen) {
     fputs("\n]}\n", t->f);
     int bad = ferror(t->f);
     int e = errno;
+    if (t->oom) {
+        bad = 1;
+        e = ENOMEM;
+    }
+    kvs_sb_free(&t->sb);
     if (fclose(t->f) != 0) {
         bad = 1;
         e = errno;

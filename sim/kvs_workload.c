@@ -2,6 +2,7 @@
  * workloads (kvs_workload.h, sim/WORKLOAD.md). */
 #include "kvs_workload.h"
 #include "kvs_err.h"
+#include "kvs_util.h"
 #include <libconfig.h>
 #include <math.h>
 #include <stdarg.h>
@@ -121,12 +122,10 @@ int kvs_workload_set(kvs_workload *wl, const char *key, const char *val, char *e
         return -1;
     }
     if (k->type == W_ENUM) return set_enum(wl, k, val, where, err, errlen);
-    char *end;
-    double v = strtod(val, &end);
-    if (end == val || *end) {
-        kvs_seterr(err, errlen, "%s%s must be a number", where, key);
-        return -1;
-    }
+    double v;
+    char what[300];
+    snprintf(what, sizeof what, "override %s", key);
+    if (kvs_parse_double(val, -HUGE_VAL, HUGE_VAL, &v, what, err, errlen)) return -1;
     return set_num(wl, k, v, where, err, errlen);
 }
 
@@ -526,64 +525,41 @@ int kvs_workload_requests(const kvs_workload *wl, const int64_t *trace_prefill, 
     return 0;
 }
 
-typedef struct {
-    char *s;
-    size_t n, cap;
-} jbuf;
-static void jadd(jbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void jadd(jbuf *b, const char *fmt, ...) {
-    va_list ap;
-    for (;;) {
-        va_start(ap, fmt);
-        int w = vsnprintf(b->s ? b->s + b->n : NULL, b->s ? b->cap - b->n : 0, fmt, ap);
-        va_end(ap);
-        if (w < 0) return;
-        if (b->s && b->n + (size_t)w < b->cap) {
-            b->n += (size_t)w;
-            return;
-        }
-        size_t cap = (b->cap + (size_t)w + 256) * 2;
-        char *p = realloc(b->s, cap);
-        if (!p) return;
-        b->s = p;
-        b->cap = cap;
-    }
-}
-
-static void jdist(jbuf *b, const char *name, const kvs_dist *d) {
-    jadd(b, "\"%s\":{\"dist\":\"%s\"", name, dist_names[d->kind]);
-    if (d->kind == KVS_DIST_FIXED) jadd(b, ",\"value\":%.15g", d->value);
-    if (d->kind == KVS_DIST_UNIFORM || d->kind == KVS_DIST_LOGNORMAL) jadd(b, ",\"max\":%.15g,\"min\":%.15g", d->max, d->min);
-    if (d->kind == KVS_DIST_LOGNORMAL) jadd(b, ",\"median\":%.15g,\"sigma\":%.15g", d->median, d->sigma);
-    jadd(b, "}");
+/* Numbers are written with %.15g (not kvs_sb_json_double's %.17g): this JSON
+ * feeds the serve run identity, so its bytes must stay as they were. */
+static void jdist(kvs_sb *b, const char *name, const kvs_dist *d) {
+    kvs_sb_printf(b, "\"%s\":{\"dist\":\"%s\"", name, dist_names[d->kind]);
+    if (d->kind == KVS_DIST_FIXED) kvs_sb_printf(b, ",\"value\":%.15g", d->value);
+    if (d->kind == KVS_DIST_UNIFORM || d->kind == KVS_DIST_LOGNORMAL) kvs_sb_printf(b, ",\"max\":%.15g,\"min\":%.15g", d->max, d->min);
+    if (d->kind == KVS_DIST_LOGNORMAL) kvs_sb_printf(b, ",\"median\":%.15g,\"sigma\":%.15g", d->median, d->sigma);
+    kvs_sb_printf(b, "}");
 }
 
 char *kvs_workload_json(const kvs_workload *wl) {
-    jbuf b = {0};
-    jadd(&b, "{\"file\":\"");
-    for (const char *p = wl->path; *p; p++) jadd(&b, (*p == '"' || *p == '\\') ? "\\%c" : "%c", *p);
-    jadd(&b, "\",\"n_list\":%d", wl->n_list);
+    kvs_sb b = {0};
+    kvs_sb_printf(&b, "{\"file\":");
+    kvs_sb_json_str(&b, wl->path);
+    kvs_sb_printf(&b, ",\"n_list\":%d", wl->n_list);
     if (!wl->n_list) {
-        jadd(&b, ",\"requests\":{\"arrival\":\"%s\",", arrival_names[wl->arrival_list]);
+        kvs_sb_printf(&b, ",\"requests\":{\"arrival\":\"%s\",", arrival_names[wl->arrival_list]);
         jdist(&b, "context", &wl->context);
-        jadd(&b, ",\"count\":%lld,", (long long)wl->count);
+        kvs_sb_printf(&b, ",\"count\":%lld,", (long long)wl->count);
         jdist(&b, "decode", &wl->decode);
-        jadd(&b, ",\"rate_per_s\":%.15g,\"trace_pick\":\"%s\"}", wl->rate_per_s, pick_names[wl->trace_random]);
+        kvs_sb_printf(&b, ",\"rate_per_s\":%.15g,\"trace_pick\":\"%s\"}", wl->rate_per_s, pick_names[wl->trace_random]);
     }
-    jadd(&b, ",\"scheduler\":{\"evict_batch_frac\":%.15g,\"hbm_full\":\"%s\",\"kv_reserve_bytes\":%.15g,"
+    kvs_sb_printf(&b, ",\"scheduler\":{\"evict_batch_frac\":%.15g,\"hbm_full\":\"%s\",\"kv_reserve_bytes\":%.15g,"
              "\"max_batch\":%d,\"offload_to\":\"%s\",\"prefill\":\"%s\",\"prefill_chunk_tokens\":%lld,"
              "\"prefill_fixed_ns\":%.15g,\"prefill_ns_per_token\":%.15g,\"victim\":\"%s\"}",
          wl->evict_batch_frac, full_names[wl->hbm_full], wl->kv_reserve_bytes, wl->max_batch,
          tier_names[wl->offload_to], prefill_names[wl->prefill], (long long)wl->prefill_chunk_tokens,
          wl->prefill_fixed_ns, wl->prefill_ns_per_token, victim_names[wl->victim]);
-    jadd(&b, ",\"seed\":%llu,\"slo\":{\"e2e_ms\":%.15g,\"tbt_p99_ms\":%.15g,\"ttft_ms\":%.15g},\"steps\":\"%s\"",
+    kvs_sb_printf(&b, ",\"seed\":%llu,\"slo\":{\"e2e_ms\":%.15g,\"tbt_p99_ms\":%.15g,\"ttft_ms\":%.15g},\"steps\":\"%s\"",
          (unsigned long long)wl->seed, wl->slo_e2e_ms, wl->slo_tbt_p99_ms, wl->slo_ttft_ms, steps_names[wl->steps]);
-    jadd(&b, ",\"traces\":[");
+    kvs_sb_printf(&b, ",\"traces\":[");
     for (int i = 0; i < wl->n_traces; i++) {
-        jadd(&b, "%s\"", i ? "," : "");
-        for (const char *p = wl->traces[i]; *p; p++) jadd(&b, (*p == '"' || *p == '\\') ? "\\%c" : "%c", *p);
-        jadd(&b, "\"");
+        if (i) kvs_sb_puts(&b, ",");
+        kvs_sb_json_str(&b, wl->traces[i]);
     }
-    jadd(&b, "]}");
-    return b.s;
+    kvs_sb_printf(&b, "]}");
+    return kvs_sb_take(&b); /* NULL when out of memory */
 }

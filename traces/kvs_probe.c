@@ -179,9 +179,8 @@ int kvs_trace_probe(const char *path, double timeout_s, char *err, size_t errlen
     }
     const char *env = getenv("KVSIM_PROBE_TIMEOUT_S");
     if (env && *env) {
-        char *end;
-        double v = strtod(env, &end);
-        if (*end == 0 && v > 0 && v <= 86400) timeout_s = v;
+        /* a malformed override is an error naming the setting, not silently ignored */
+        if (kvs_parse_double(env, 0.001, 86400, &timeout_s, "KVSIM_PROBE_TIMEOUT_S", err, errlen)) return -1;
     }
     if (!(timeout_s > 0)) timeout_s = 30;
     int pfd[2];

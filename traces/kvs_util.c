@@ -25,6 +25,12 @@ double kvs_now_s(void) {
     return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
 }
 
+double kvs_cpu_now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
 char *kvs_fmt_duration(double s, char *buf, size_t n) {
     if (!(s >= 0)) s = 0;
     if (s < 60) snprintf(buf, n, "%.1fs", s);

@@ -21,6 +21,7 @@
 /* ---- clock --------------------------------------------------------------- */
 double kvs_now_s(void);    /* CLOCK_MONOTONIC, seconds */
 int64_t kvs_now_ns(void);  /* CLOCK_MONOTONIC, nanoseconds */
+double kvs_cpu_now_s(void); /* CLOCK_PROCESS_CPUTIME_ID: this process's CPU time, seconds */
 /* "12.3s", "3m05s", "1h02m" (negative -> 0). Returns buf. */
 char *kvs_fmt_duration(double s, char *buf, size_t n);
 

@@ -379,11 +379,10 @@ static unsigned struct_alarm_s = 0;
  * override as kvs_trace_probe's) */
 static unsigned struct_limit_s(void) {
     const char *e = getenv("KVSIM_PROBE_TIMEOUT_S");
-    if (e && *e) {
-        char *end;
-        double v = strtod(e, &end);
-        if (*end == 0 && v >= 1 && v <= 86400) return (unsigned)v;
-    }
+    double v;
+    /* kvs_trace_probe has already refused a malformed value (with a message) */
+    if (e && *e && kvs_parse_double(e, 0.001, 86400, &v, "KVSIM_PROBE_TIMEOUT_S", NULL, 0) == 0)
+        return v < 1 ? 1 : (unsigned)v;
     return 20;
 }
 

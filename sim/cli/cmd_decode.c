@@ -88,23 +88,13 @@ int kvs_cmd_decode(int argc, char **argv) {
             continue;
         }
         char key[128];
-        if (!strcmp(name, "set")) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                kvs_cli_usage_error(cmd, "--set wants KEY=VALUE, got '%s'", v);
-                goto out;
-            }
-            snprintf(key, sizeof key, "hw.%.*s", (int)(eq - v), v);
-            v = eq + 1;
-        } else {
+        if (strcmp(name, "set")) {
             if (!strcmp(name, "layers") || !strcmp(name, "accuracy") || !strcmp(name, "allow-nonfinite")) {
                 kvs_cli_usage_error(cmd, "%s: not an option of kvsim decode (the model runs every layer on finite data)", a);
                 goto out;
             }
-            snprintf(key, sizeof key, "%s", name);
-            for (char *p = key; *p; p++)
-                if (*p == '-') *p = '_';
         }
+        if (kvs_cli_spec_key(cmd, name, &v, key, sizeof key)) goto out;
         if (!strcmp(key, "trace")) have_trace = 1;
         if (!strcmp(key, "method")) have_method = 1;
         if (kvs_run_spec_set(&spec, key, v, err, sizeof err)) {
@@ -254,16 +244,14 @@ int kvs_bench_decode(int argc, char **argv) {
                              .g = c->n_heads / c->n_kv_heads, .cap = (int)ctx, .scale = c->softmax_scale};
     /* warm-up, then the timed tokens at positions ctx-ntok .. ctx-1 */
     kvs_llama_forward(&m, s, 1, (int)(ctx - ntok - 1), ctx - ntok - 1, kvs_llama_cache_attn, &cache, logits);
-    struct timespec c0, c1;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+    double c0 = kvs_cpu_now_s();
     double t0 = kvs_now_s();
     for (long i = 0; i < ntok; i++) {
         long p = ctx - ntok + i;
         kvs_llama_forward(&m, s, (int)(i % c->vocab), (int)p, p, kvs_llama_cache_attn, &cache, logits);
     }
     double t_tok = (kvs_now_s() - t0) / (double)ntok;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-    double cpu_tok = ((double)(c1.tv_sec - c0.tv_sec) + 1e-9 * (double)(c1.tv_nsec - c0.tv_nsec)) / (double)ntok;
+    double cpu_tok = (kvs_cpu_now_s() - c0) / (double)ntok;
     int reps = 5;
     double t1 = kvs_now_s();
     for (int r = 0; r < reps; r++) {

@@ -108,15 +108,7 @@ static int run_cmd(int argc, char **argv, int timing) {
         const char *name = a + 2;
         if (!strcmp(name, "db")) { db = v; continue; }
         char key[160];
-        if (timing && !strcmp(name, "set")) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                kvs_cli_usage_error(cmd, "--set wants KEY=VALUE, got '%s'", v);
-                goto out;
-            }
-            snprintf(key, sizeof key, "hw.%.*s", (int)(eq - v), v);
-            v = eq + 1;
-        } else {
+        if (!timing || strcmp(name, "set")) {
             int ok = 0;
             for (size_t k = 0; k < sizeof opts / sizeof opts[0]; k++)
                 if (!strcmp(name, opts[k].opt) && (timing || !opts[k].timing_only)) ok = 1;
@@ -133,10 +125,8 @@ static int run_cmd(int argc, char **argv, int timing) {
                     }
                     excl_seen = exclusive[k];
                 }
-            snprintf(key, sizeof key, "%s", name);
-            for (char *p = key; *p; p++)
-                if (*p == '-') *p = '_';
         }
+        if (kvs_cli_spec_key(cmd, name, &v, key, sizeof key)) goto out;
         if (!strcmp(key, "trace")) have_trace = 1;
         if (!strcmp(key, "method")) have_method = 1;
         if (kvs_run_spec_set(&spec, key, v, err, sizeof err)) {

@@ -27,15 +27,9 @@ static const char *default_hw(char *buf, size_t n) {
     snprintf(buf, n, "sim/hw/h200_pcie5.cfg");
     if (access(buf, R_OK) == 0) return buf;
     char exe[2048];
-    ssize_t m = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (m > 0) {
-        exe[m] = 0;
-        char *s = strrchr(exe, '/');
-        if (s) {
-            *s = 0;
-            snprintf(buf, n, "%s/../sim/hw/h200_pcie5.cfg", exe);
-            if (access(buf, R_OK) == 0) return buf;
-        }
+    if (kvs_cli_exe_dir(exe, sizeof exe) == 0) {
+        snprintf(buf, n, "%s/../sim/hw/h200_pcie5.cfg", exe);
+        if (access(buf, R_OK) == 0) return buf;
     }
     snprintf(buf, n, "sim/hw/h200_pcie5.cfg");
     return buf;

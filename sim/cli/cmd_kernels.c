@@ -15,11 +15,6 @@
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 /* xorshift-based uniform -> approx Gaussian (sum of 4 uniforms), deterministic */
 static uint64_t rs = 0x2545F4914F6CDD1DULL;
@@ -74,17 +69,17 @@ int kvs_bench_kernels(int argc, char **argv) {
     /* ---- memory bandwidth ---- */
     double t_copy = (double)INFINITY, t_read = (double)INFINITY;
     for (long r = 0; r < reps; r++) {
-        double t0 = now_s();
+        double t0 = kvs_now_s();
         memcpy(sb, sa, sel * sizeof(float));
-        double t1 = now_s();
+        double t1 = kvs_now_s();
         if (t1 - t0 < t_copy) t_copy = t1 - t0;
         float acc0 = 0, acc1 = 0, acc2 = 0, acc3 = 0, acc4 = 0, acc5 = 0, acc6 = 0, acc7 = 0;
-        t0 = now_s();
+        t0 = kvs_now_s();
         for (size_t i = 0; i + 8 <= sel; i += 8) {
             acc0 += sb[i]; acc1 += sb[i + 1]; acc2 += sb[i + 2]; acc3 += sb[i + 3];
             acc4 += sb[i + 4]; acc5 += sb[i + 5]; acc6 += sb[i + 6]; acc7 += sb[i + 7];
         }
-        t1 = now_s();
+        t1 = kvs_now_s();
         sink_f = acc0 + acc1 + acc2 + acc3 + acc4 + acc5 + acc6 + acc7;
         if (t1 - t0 < t_read) t_read = t1 - t0;
     }
@@ -102,9 +97,9 @@ int kvs_bench_kernels(int argc, char **argv) {
         long gg = pass == 0 ? 1 : g;
         double best = (double)INFINITY;
         for (long r = 0; r < reps; r++) {
-            double t0 = now_s();
+            double t0 = kvs_now_s();
             kvs_attn_full(q, (int)gg, k, v, ctx, (int)d, 1.0f / sqrtf((float)d), o);
-            double t1 = now_s();
+            double t1 = kvs_now_s();
             if (t1 - t0 < best) best = t1 - t0;
         }
         sink_f = o[0];
@@ -133,10 +128,10 @@ int kvs_bench_kernels(int argc, char **argv) {
             int scalar = pass >= 2;
             double best = (double)INFINITY;
             for (long r = 0; r < reps; r++) {
-                double t0 = now_s();
+                double t0 = kvs_now_s();
                 if (scalar) kvs_attn_full_f16_scalar(q, (int)gg, k16, v16, ctx, (int)d, 1.0f / sqrtf((float)d), o);
                 else kvs_attn_full_f16(q, (int)gg, k16, v16, ctx, (int)d, 1.0f / sqrtf((float)d), o);
-                double t1 = now_s();
+                double t1 = kvs_now_s();
                 if (t1 - t0 < best) best = t1 - t0;
             }
             sink_f = o[0];
@@ -166,9 +161,9 @@ int kvs_bench_kernels(int argc, char **argv) {
             if (!m) { fprintf(stderr, "kvsim %s: method setup failed\n", cmd); continue; }
             double best = (double)INFINITY;
             for (long r = 0; r < (reps < 3 ? reps : 3); r++) {
-                double t0 = now_s();
+                double t0 = kvs_now_s();
                 kvs_method_prepare(m, k, v, n_ctx_p, T0p);
-                double t1 = now_s();
+                double t1 = kvs_now_s();
                 if (t1 - t0 < best) best = t1 - t0;
             }
             printf("  %-8s %10.1f %14.1f\n", kvs_fmap_kind_name((kvs_fmap_kind)fmk), best * 1e3, best * 256.0);
@@ -208,18 +203,18 @@ int kvs_bench_kernels(int argc, char **argv) {
             int64_t ns = 0, se, ws;
             kvs_method_anchors(m, p, &se, &ws);
             for (long r = 0; r < reps; r++) {
-                double t0 = now_s();
+                double t0 = kvs_now_s();
                 kvs_method_step(m, q, p, 1.0f / sqrtf((float)d), o, &so);
-                double t1 = now_s();
+                double t1 = kvs_now_s();
                 if (t1 - t0 < ts) ts = t1 - t0;
             }
             ns = 0;
             for (int64_t t = 0; t < so.n_idx; t++)
                 if (so.idx[t] >= se && so.idx[t] < ws && sel_idx) sel_idx[ns++] = so.idx[t];
             for (long r = 0; r < reps && sel_idx; r++) {
-                double t0 = now_s();
+                double t0 = kvs_now_s();
                 kvs_method_step_given(m, q, p, 1.0f / sqrtf((float)d), sel_idx, ns, o);
-                double t1 = now_s();
+                double t1 = kvs_now_s();
                 if (t1 - t0 < tg) tg = t1 - t0;
             }
             sink_f = o[0];

@@ -72,11 +72,7 @@ static int find_reports(const char *opt, char *out, size_t n) {
     const char *env = getenv("KVSIM_REPORTS");
     if (env && *env) snprintf(cand[nc++], sizeof cand[0], "%s", env);
     char exe[PATH_MAX];
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (l > 0) {
-        exe[l] = 0;
-        char *s = strrchr(exe, '/');
-        if (s) *s = 0;
+    if (kvs_cli_exe_dir(exe, sizeof exe) == 0) {
         snprintf(cand[nc++], sizeof cand[0], "%.4000s/../reports", exe);
         snprintf(cand[nc++], sizeof cand[0], "%.4000s/../../reports", exe);
         snprintf(cand[nc++], sizeof cand[0], "%.4000s/../share/kvsim/reports", exe);

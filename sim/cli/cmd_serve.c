@@ -74,15 +74,7 @@ int kvs_cmd_serve(int argc, char **argv) {
             continue;
         }
         char key[160];
-        if (!strcmp(name, "set")) {
-            const char *eq = strchr(v, '=');
-            if (!eq || eq == v) {
-                kvs_cli_usage_error(cmd, "--set wants KEY=VALUE, got '%s'", v);
-                goto out;
-            }
-            snprintf(key, sizeof key, "hw.%.*s", (int)(eq - v), v);
-            v = eq + 1;
-        } else {
+        if (strcmp(name, "set")) {
             static const char *allowed[] = {"method", "budget", "budget-frac", "sinks", "window", "page", "select",
                                             "feature-map", "features", "seed", "hw", "model", NULL};
             int ok = 0;
@@ -92,10 +84,8 @@ int kvs_cmd_serve(int argc, char **argv) {
                 kvs_cli_usage_error(cmd, "unknown option '%s' (kvsim serve --help)", a);
                 goto out;
             }
-            snprintf(key, sizeof key, "%s", name);
-            for (char *p = key; *p; p++)
-                if (*p == '-') *p = '_';
         }
+        if (kvs_cli_spec_key(cmd, name, &v, key, sizeof key)) goto out;
         if (!strcmp(key, "method")) have_method = 1;
         if (kvs_run_spec_set(&spec, key, v, err, sizeof err)) {
             kvs_cli_usage_error(cmd, "--%s: %s", name, err);

@@ -426,11 +426,7 @@ static int bench_sweep_once(const kvs_sweep *sw, const char *db_path, int jobs, 
 static int find_sample_trace(char *out, size_t n) {
     char exe[PATH_MAX] = "", cand[5][PATH_MAX + 64];
     int nc = 0;
-    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
-    if (l > 0) {
-        exe[l] = 0;
-        char *sl = strrchr(exe, '/');
-        if (sl) *sl = 0;
+    if (kvs_cli_exe_dir(exe, sizeof exe) == 0) {
         snprintf(cand[nc++], sizeof cand[0], "%.4000s/../traces/sample_pandas_2k.h5", exe);
         snprintf(cand[nc++], sizeof cand[0], "%.4000s/../../traces/sample_pandas_2k.h5", exe);
     }
@@ -474,12 +470,6 @@ static int bench_sweep_file(const char *file, const char *trace_dir, int jobs, c
 
 /* --plan N: load + plan of an N-point grid, against N/10 as the reference
  * (linear planning: x10 time for x10 points; quadratic: x100). */
-static double cpu_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static int bench_sweep_plan(const char *trace, long points, const char *tmpdir) {
     long sizes[2] = {points / 10, points};
     double t_load[2] = {0, 0}, t_plan[2] = {0, 0}, t_cpu[2] = {0, 0};
@@ -498,7 +488,7 @@ static int bench_sweep_plan(const char *trace, long points, const char *tmpdir) 
                 trace, ns, nb);
         fclose(f);
         kvs_sweep *sw = NULL;
-        double t0 = kvs_now_s(), c0 = cpu_s();
+        double t0 = kvs_now_s(), c0 = kvs_cpu_now_s();
         if (kvs_sweep_load(cfg, NULL, &sw, err, sizeof err)) {
             fprintf(stderr, "kvsim bench sweep: %s\n", err);
             return 2;
@@ -520,7 +510,7 @@ static int bench_sweep_plan(const char *trace, long points, const char *tmpdir) 
         }
         t_load[k] = t1 - t0;
         t_plan[k] = t2 - t1;
-        t_cpu[k] = cpu_s() - c0;
+        t_cpu[k] = kvs_cpu_now_s() - c0;
     }
     printf("kvsim bench sweep --plan: grids of the sample trace (topk, features x budget), %d cores\n", n_cores());
     for (int k = 0; k < 2; k++)

@@ -6,6 +6,38 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+int kvs_cli_spec_key(const char *cmd, const char *name, const char **val, char *key, size_t n) {
+    if (!strcmp(name, "set")) {
+        const char *v = *val, *eq = strchr(v, '=');
+        if (!eq || eq == v) {
+            kvs_cli_usage_error(cmd, "--set wants KEY=VALUE, got '%s'", v);
+            return -1;
+        }
+        snprintf(key, n, "hw.%.*s", (int)(eq - v), v);
+        *val = eq + 1;
+        return 0;
+    }
+    snprintf(key, n, "%s", name);
+    for (char *p = key; *p; p++)
+        if (*p == '-') *p = '_';
+    return 0;
+}
+
+int kvs_cli_exe_dir(char *out, size_t n) {
+    char exe[4096];
+    if (n) out[0] = 0;
+    ssize_t l = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (l <= 0) return -1;
+    exe[l] = 0;
+    char *s = strrchr(exe, '/');
+    if (!s) return -1;
+    *s = 0;
+    if ((size_t)(s - exe) >= n) return -1;
+    memcpy(out, exe, (size_t)(s - exe) + 1);
+    return 0;
+}
 
 int kvs_cli_usage_error(const char *cmd, const char *fmt, ...) {
     va_list ap;

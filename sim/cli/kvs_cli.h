@@ -8,6 +8,7 @@
 #ifndef KVS_CLI_H
 #define KVS_CLI_H
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 
 int kvs_cmd_trace(int argc, char **argv);       /* cmd_trace.c  */
@@ -28,6 +29,15 @@ int kvs_bench_kernels(int argc, char **argv);   /* cmd_kernels.c */
 int kvs_bench_evq(int argc, char **argv);       /* cmd_hw.c     */
 int kvs_bench_sweep(int argc, char **argv);     /* cmd_sweep.c  */
 int kvs_bench_decode(int argc, char **argv);    /* cmd_decode.c (DECODE) */
+
+/* The folder holding the running kvsim program (from /proc/self/exe), for
+ * finding files shipped beside it. Returns 0, or -1 (out = "") when unknown. */
+int kvs_cli_exe_dir(char *out, size_t n);
+
+/* The run spec key of option "--NAME VALUE": "--set K=V" gives key "hw.K" and
+ * *val = "V"; any other NAME gives NAME with '-' turned into '_' (*val stays).
+ * Returns 0, or -1 after printing a usage error (kvs_cli_usage_error). */
+int kvs_cli_spec_key(const char *cmd, const char *name, const char **val, char *key, size_t n);
 
 /* Strict number parsing: the whole string must be a number within [lo, hi].
  * `cmd` and `opt` name the command and option in the error line. */

@@ -40,6 +40,7 @@
 #include "kvs_f16.h"
 #include "kvs_hw.h"
 #include "kvs_method.h"
+#include "kvs_util.h"
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -54,6 +55,8 @@ typedef struct {
     int nrow;
     char *cell[MAXROW][MAXCOL];
     char *buf[MAXROW];
+    int line[MAXROW];   /* the file's line number of each row, for messages */
+    char path[512];
 } csv_t;
 
 static void csv_free(csv_t *c)
@@ -64,6 +67,7 @@ static void csv_free(csv_t *c)
 static int csv_read(const char *path, csv_t *c, char *err, size_t errlen)
 {
     memset(c, 0, sizeof *c);
+    snprintf(c->path, sizeof c->path, "%s", path);
     FILE *f = fopen(path, "r");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open", path);
@@ -107,6 +111,7 @@ static int csv_read(const char *path, csv_t *c, char *err, size_t errlen)
             csv_free(c);
             return -1;
         }
+        c->line[c->nrow] = lineno;
         c->buf[c->nrow++] = b;
     }
     fclose(f);
@@ -124,6 +129,27 @@ static int col(const csv_t *c, const char *name)
     return -1;
 }
 
+/* Every cell of the named columns (those present; with only_kind, only rows
+ * whose column "kind" is only_kind) must be one finite number: otherwise -1
+ * and "FILE:LINE: column 'X': 'v' is not a number". */
+static int csv_numeric(const csv_t *c, const char *const *names, size_t n, const char *only_kind, char *err,
+                       size_t errlen)
+{
+    const int ck = only_kind ? col(c, "kind") : -1;
+    for (size_t k = 0; k < n; k++) {
+        const int j = col(c, names[k]);
+        if (j < 0) continue;
+        for (int r = 0; r < c->nrow; r++) {
+            if (ck >= 0 && strcmp(c->cell[r][ck], only_kind)) continue;
+            char what[640];
+            double v;
+            snprintf(what, sizeof what, "%.500s:%d: column '%s'", c->path, c->line[r], names[k]);
+            if (kvs_parse_double(c->cell[r][j], -HUGE_VAL, HUGE_VAL, &v, what, err, errlen)) return -1;
+        }
+    }
+    return 0;
+}
+
 static const char *need[] = {"id", "method", "placement", "mechanism", "ctx", "budget_frac", "page",
                              "tokens_per_head", "pages_fetched", "bytes_fetched", "bytes_hbm", "step_us",
                              "fetch_us", "attn_us"};
@@ -135,11 +161,26 @@ static int check_cols(const csv_t *c, const char *path, char *err, size_t errlen
             snprintf(err, errlen, "%s: missing column '%s'", path, need[i]);
             return -1;
         }
-    return 0;
+    static const char *const num[] = {"ctx", "batch", "budget_frac", "page", "tokens_per_head", "pages_fetched",
+                                      "bytes_fetched", "bytes_hbm", "bytes_summary", "nsplit", "step_us",
+                                      "step_us_p10", "step_us_p90", "fetch_us", "attn_us"};
+    return csv_numeric(c, num, sizeof num / sizeof *num, NULL, err, errlen);
 }
 
 static const char *cs(const csv_t *c, int r, const char *name) { return c->cell[r][col(c, name)]; }
-static double cd(const csv_t *c, int r, const char *name) { return atof(cs(c, r, name)); }
+/* a numeric cell; the caller has checked its column with csv_numeric (NaN if not) */
+static double cd(const csv_t *c, int r, const char *name)
+{
+    double v = (double)NAN;
+    (void)kvs_parse_double(cs(c, r, name), -HUGE_VAL, HUGE_VAL, &v, NULL, NULL, 0);
+    return v;
+}
+static double cell_d(const csv_t *c, int r, int j)
+{
+    double v = (double)NAN;
+    (void)kvs_parse_double(c->cell[r][j], -HUGE_VAL, HUGE_VAL, &v, NULL, NULL, 0);
+    return v;
+}
 
 /* the geometry kvsim-gpu fidelity uses (Llama-3.1-8B attention layer) */
 enum { HKV = 8, GROUP = 4, HEAD_DIM = 128, FEATURES = 128, SINKS = 4, WINDOW = 64 };
@@ -197,6 +238,27 @@ static double median(double *v, int n)
     return n ? (n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2])) : (double)NAN;
 }
 
+/* --set key=value overrides onto hw (and hw2 when not NULL); 0, or the exit
+ * status (2: not key=value, 1: a bad key or value) after the message */
+static int apply_sets(kvs_hw *hw, kvs_hw *hw2, char **sets, int nsets)
+{
+    char err[512];
+    for (int i = 0; i < nsets; i++) {
+        char *eq = strchr(sets[i], '=');
+        if (!eq) {
+            fprintf(stderr, "kvsim-gpu-host: --set %s: expected key=value\n", sets[i]);
+            return 2;
+        }
+        *eq = 0;
+        if (kvs_hw_set(hw, sets[i], eq + 1, err, sizeof err) ||
+            (hw2 && kvs_hw_set(hw2, sets[i], eq + 1, err, sizeof err))) {
+            fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+            return 1;
+        }
+    }
+    return 0;
+}
+
 /* calibration rows of kvsim-gpu bench (what,ctx,batch,page,nsplit,tokens,bytes,us,GBps,pct) */
 static int apply_calib(const char *path, kvs_hw *hw, char *err, size_t errlen)
 {
@@ -209,6 +271,11 @@ static int apply_calib(const char *path, kvs_hw *hw, char *err, size_t errlen)
         csv_free(&c);
         return -1;
     }
+    static const char *const num[] = {"us", "GBps", "bytes", "ctx", "batch", "page", "nsplit"};
+    if (csv_numeric(&c, num, sizeof num / sizeof *num, NULL, err, errlen)) {
+        csv_free(&c);
+        return -1;
+    }
     double l1 = 0, l3 = 0, gather = 0, gather_bytes = 0;
     /* 128k x 1, page 16 full-attention rows per kernel variant: nsplit, us */
     char vname[8][48];
@@ -217,19 +284,19 @@ static int apply_calib(const char *path, kvs_hw *hw, char *err, size_t errlen)
     const int cn = col(&c, "nsplit");
     for (int i = 0; i < c.nrow; i++) {
         const char *w = c.cell[i][cw];
-        if (!strcmp(w, "calib_launch_sync")) l1 = atof(c.cell[i][cu]);
-        else if (!strcmp(w, "calib_launch3_sync")) l3 = atof(c.cell[i][cu]);
-        else if (!strcmp(w, "calib_host_gather") && atof(c.cell[i][cb]) > gather_bytes) {
-            gather_bytes = atof(c.cell[i][cb]);
-            gather = atof(c.cell[i][cg]) * 1e9;
+        if (!strcmp(w, "calib_launch_sync")) l1 = cell_d(&c, i, cu);
+        else if (!strcmp(w, "calib_launch3_sync")) l3 = cell_d(&c, i, cu);
+        else if (!strcmp(w, "calib_host_gather") && cell_d(&c, i, cb) > gather_bytes) {
+            gather_bytes = cell_d(&c, i, cb);
+            gather = cell_d(&c, i, cg) * 1e9;
         } else if (!strncmp(w, "full_attn_", 10) && strcmp(w, "full_attn_best") && cn >= 0 &&
-                   atoi(c.cell[i][cx]) == 131072 && atoi(c.cell[i][cbt]) == 1 && atoi(c.cell[i][cp]) == 16) {
+                   (int)cell_d(&c, i, cx) == 131072 && (int)cell_d(&c, i, cbt) == 1 && (int)cell_d(&c, i, cp) == 16) {
             int v = 0;
             while (v < nv && strcmp(vname[v], w)) v++;
             if (v == nv && nv < 8) snprintf(vname[nv++], 48, "%s", w);
             if (v < nv && vn[v] < 8) {
-                vs[v][vn[v]] = atoi(c.cell[i][cn]);
-                vt[v][vn[v]++] = atof(c.cell[i][cu]);
+                vs[v][vn[v]] = (int)cell_d(&c, i, cn);
+                vt[v][vn[v]++] = cell_d(&c, i, cu);
             }
         }
     }
@@ -304,19 +371,8 @@ static int cmd_predict(int argc, char **argv)
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         return 1;
     }
-    for (int i = 0; i < nsets; i++) {
-        char *eq = strchr(sets[i], '=');
-        if (!eq) {
-            fprintf(stderr, "kvsim-gpu-host: --set %s: expected key=value\n", sets[i]);
-            return 2;
-        }
-        *eq = 0;
-        if (kvs_hw_set(&hw, sets[i], eq + 1, err, sizeof err) ||
-            kvs_hw_set(&hw_roof, sets[i], eq + 1, err, sizeof err)) {
-            fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-            return 1;
-        }
-    }
+    int src = apply_sets(&hw, &hw_roof, sets, nsets);
+    if (src) return src;
     if (kvs_hw_check(&hw, err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         return 1;
@@ -352,7 +408,7 @@ static int cmd_predict(int argc, char **argv)
             return 1;
         }
         const int ns = kvs_gpu_attn_nsplit(&hw, w.kv_heads, w.entries, w.rows);
-        if (col(&c, "nsplit") >= 0 && atoi(cs(&c, i, "nsplit")) != ns) {
+        if (col(&c, "nsplit") >= 0 && (int)cd(&c, i, "nsplit") != ns) {
             fprintf(stderr, "kvsim-gpu-host: row id %s: kvsim's split heuristic gives %d, the kernel used %s\n",
                     cs(&c, i, "id"), ns, cs(&c, i, "nsplit"));
             split_miss++;
@@ -404,7 +460,8 @@ static int cmd_import(int argc, char **argv)
         return 1;
     }
     if (pred) {
-        if (csv_read(pred, &p, err, sizeof err)) {
+        static const char *const num_p[] = {"kvsim_us", "roofline_us"};
+        if (csv_read(pred, &p, err, sizeof err) || csv_numeric(&p, num_p, 2, NULL, err, sizeof err)) {
             fprintf(stderr, "kvsim-gpu-host: %s\n", err);
             csv_free(&c);
             return 1;
@@ -763,17 +820,29 @@ static int cmd_cpucheck(int argc, char **argv)
         }
         int h = 0, hkv = 0, d = 0, T0 = 0, S = 0, has_oref = 0, layers[64], nl = 0;
         float scale = 0;
-        while (fscanf(f, "%63s %255s", key, val) == 2) {
-            if (!strcmp(key, "h")) h = atoi(val);
-            else if (!strcmp(key, "hkv")) hkv = atoi(val);
-            else if (!strcmp(key, "d")) d = atoi(val);
-            else if (!strcmp(key, "T0")) T0 = atoi(val);
-            else if (!strcmp(key, "S")) S = atoi(val);
-            else if (!strcmp(key, "scale")) scale = (float)atof(val);
-            else if (!strcmp(key, "oref")) has_oref = atoi(val);
-            else if (!strcmp(key, "layer") && nl < 64) layers[nl++] = atoi(val);
+        int bad = 0;
+        while (!bad && fscanf(f, "%63s %255s", key, val) == 2) {
+            int *ip = !strcmp(key, "h") ? &h : !strcmp(key, "hkv") ? &hkv : !strcmp(key, "d") ? &d
+                    : !strcmp(key, "T0") ? &T0 : !strcmp(key, "S") ? &S : !strcmp(key, "oref") ? &has_oref
+                    : (!strcmp(key, "layer") && nl < 64) ? &layers[nl] : NULL;
+            char what[4200], e2[4400];
+            snprintf(what, sizeof what, "%s: %s", path, key);
+            if (ip) {
+                long long x;
+                bad = kvs_parse_ll(val, 0, 1 << 30, &x, what, e2, sizeof e2) != 0;
+                if (!bad) {
+                    *ip = (int)x;
+                    if (ip == &layers[nl]) nl++;
+                }
+            } else if (!strcmp(key, "scale")) {
+                double x;
+                bad = kvs_parse_double(val, 0, 1e30, &x, what, e2, sizeof e2) != 0;
+                if (!bad) scale = (float)x;
+            }
+            if (bad) fprintf(stderr, "kvsim-gpu-host: %s\n", e2);
         }
         fclose(f);
+        if (bad) return 1;
         if (h <= 0 || hkv <= 0 || h % hkv || d <= 0 || d > 512 || T0 <= 0 || S <= 0 || !(scale > 0)) {
             fprintf(stderr, "kvsim-gpu-host: %s: bad geometry\n", path);
             return 1;
@@ -853,18 +922,8 @@ static int cmd_predict_e2e(int argc, char **argv)
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         return 1;
     }
-    for (int i = 0; i < nsets; i++) {
-        char *eq = strchr(sets[i], '=');
-        if (!eq) {
-            fprintf(stderr, "kvsim-gpu-host: --set %s: expected key=value\n", sets[i]);
-            return 2;
-        }
-        *eq = 0;
-        if (kvs_hw_set(&hw, sets[i], eq + 1, err, sizeof err)) {
-            fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-            return 1;
-        }
-    }
+    int src = apply_sets(&hw, NULL, sets, nsets);
+    if (src) return src;
     if (!hw.gpu.step_graph) {
         fprintf(stderr, "kvsim-gpu-host predict-e2e: %s: gpu.step_graph is 0 (the e2e steps are one CUDA graph)\n",
                 hwpath);
@@ -884,6 +943,12 @@ static int cmd_predict_e2e(int argc, char **argv)
             csv_free(&c);
             return 1;
         }
+    static const char *const num_e2e[] = {"ctx", "batch", "tokens_per_head", "page", "step_us", "fetched_bytes"};
+    if (csv_numeric(&c, num_e2e, sizeof num_e2e / sizeof *num_e2e, "step", err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        csv_free(&c);
+        return 1;
+    }
     FILE *f = fopen(out, "w");
     if (!f) {
         fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);

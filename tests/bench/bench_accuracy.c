@@ -19,6 +19,7 @@
  * Output: a markdown table on stdout (deterministic for the same inputs). */
 #include "kvs_attn.h"
 #include "kvs_method.h"
+#include "kvs_oref.h"
 #include "kvs_trace.h"
 #include <math.h>
 #include <stdio.h>
@@ -41,16 +42,6 @@ typedef struct {
     double rd, rdn, rdmax;       /* read te per (step, KV head): sum, count, max */
     double heads_on, heads;      /* heads reading a summary / heads */
 } cfg_t;
-
-static double rel_l2(const float *a, const double *ref, int d) {
-    double e = 0.0, r = 0.0;
-    for (int i = 0; i < d; i++) {
-        double t = (double)a[i] - ref[i];
-        e += t * t;
-        r += ref[i] * ref[i];
-    }
-    return sqrt(e) / (sqrt(r) + 1e-30);
-}
 
 int main(int argc, char **argv) {
     int stride = 8, sinks = 4, window = 16, features = 0, fmf[3] = {0, 0, 0};
@@ -211,7 +202,7 @@ int main(int argc, char **argv) {
                         if (rte > C->rdmax) C->rdmax = rte;
                         for (int h = 0; h < g; h++) {
                             int b = hmean[h] >= 0.5;
-                            double e = rel_l2(o + (size_t)h * (size_t)d, oref + ((size_t)si * (size_t)g + (size_t)h) * (size_t)d, d);
+                            double e = kvs_oref_rel_l2(o + (size_t)h * (size_t)d, oref + ((size_t)si * (size_t)g + (size_t)h) * (size_t)d, d);
                             C->sum[b] += e;
                             C->cnt[b] += 1.0;
                             double tau = 1.0 - so.exact_mass[h];

@@ -12,16 +12,12 @@
 #include "kvs_preset.h"
 #include "kvs_serve.h"
 #include "kvs_workload.h"
+#include "kvs_util.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
-static double now_s(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
 
 static void nop(kvs_evq *q, void *c, int64_t a) {
     (void)c;
@@ -38,13 +34,13 @@ int main(int argc, char **argv) {
     kvs_method_opts mo;
     kvs_method_opts_default(&mo);
     mo.kind = KVS_M_TOPK;
-    double t0 = now_s();
+    double t0 = kvs_now_s();
     kvs_serve_pattern *pat = NULL;
     if (kvs_serve_pattern_build(trace, &mo, 0.04, &pat, err, sizeof err)) {
         fprintf(stderr, "bench_serve: %s\n", err);
         return 1;
     }
-    printf("pattern: topk 4%% over %s in %.2f s\n", trace, now_s() - t0);
+    printf("pattern: topk 4%% over %s in %.2f s\n", trace, kvs_now_s() - t0);
     kvs_model m;
     if (kvs_preset_get("llama-3.1-8b", &m, err, sizeof err)) return 1;
     kvs_request *reqs = calloc((size_t)n_req, sizeof *reqs);
@@ -77,20 +73,20 @@ int main(int argc, char **argv) {
         kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
                            .n_reqs = n_req, .tl = NULL, .keep_tbt = 1};
         kvs_serve_out out;
-        double a = now_s();
-        clock_t ca = clock();
+        double a = kvs_now_s();
+        double ca = kvs_cpu_now_s();
         if (kvs_serve_run(&in, &out, err, sizeof err)) {
             fprintf(stderr, "bench_serve: %s\n", err);
             return 1;
         }
-        double wall = now_s() - a, cpu = (double)(clock() - ca) / CLOCKS_PER_SEC;
+        double wall = kvs_now_s() - a, cpu = kvs_cpu_now_s() - ca;
         /* reference: the bare engine, same number of events */
         kvs_evq *q = kvs_evq_new();
         uint64_t ev = out.events;
-        double b = now_s();
+        double b = kvs_now_s();
         for (int c = 0; c < 64; c++) kvs_evq_push(q, 0, nop, NULL, (int64_t)(ev / 64));
         kvs_evq_run(q, -1);
-        double ref = now_s() - b;
+        double ref = kvs_now_s() - b;
         uint64_t fired = kvs_evq_fired(q);
         kvs_evq_free(q);
         const double steps = (double)n_req * (double)n_dec;
