@@ -1626,21 +1626,13 @@ int kvs_serve_execute(const kvs_serve_opts *o, int64_t *run_id_out, char *err, s
     if (kvs_hw_load(spec->hw, (const char *const *)spec->over_key, (const char *const *)spec->over_val, spec->n_over, &hw,
                     err, errlen))
         goto fail_msg;
-    {
-        char num[32];
-        snprintf(num, sizeof num, "%d", spec->method.sinks);
-        if (kvs_hw_set(&hw, "policy.anchor_sink_tokens", num, err, errlen)) goto fail_msg;
-        snprintf(num, sizeof num, "%d", spec->method.window);
-        if (kvs_hw_set(&hw, "policy.anchor_window_tokens", num, err, errlen)) goto fail_msg;
-        if (kvs_run_spec_override(spec, "policy.page_tokens") &&
-            hw.policy.page_tokens != spec->method.page) {
-            kvs_seterr(err, errlen, "policy.page_tokens = %d but the method's page is %d: serve uses one page size "
-                     "(set --page)", hw.policy.page_tokens, spec->method.page);
-            goto fail_msg;
-        }
-        snprintf(num, sizeof num, "%d", spec->method.page);
-        if (kvs_hw_set(&hw, "policy.page_tokens", num, err, errlen)) goto fail_msg;
-    }
+    /* page, sinks and window: one value each in the method and the hardware
+     * policy, resolved as kvsim run does (a conflict is an error naming both) */
+    kvs_method_opts mo = spec->method;
+    if (kvs_run_resolve_shared(spec, &hw, "page", "policy.page_tokens", &mo.page, err, errlen) ||
+        kvs_run_resolve_shared(spec, &hw, "sinks", "policy.anchor_sink_tokens", &mo.sinks, err, errlen) ||
+        kvs_run_resolve_shared(spec, &hw, "window", "policy.anchor_window_tokens", &mo.window, err, errlen))
+        goto fail_msg;
     if (kvs_energy_check(&hw, err, errlen) < 0) goto fail_msg;
     int64_t tp[KVS_WL_MAX_TRACES], td[KVS_WL_MAX_TRACES];
     for (int i = 0; i < wl.n_traces; i++) {
@@ -1655,7 +1647,7 @@ int kvs_serve_execute(const kvs_serve_opts *o, int64_t *run_id_out, char *err, s
         }
         if (o->progress) fprintf(o->progress, "kvsim serve: running %s over %s for its access pattern...\n",
                             kvs_method_kind_name(spec->method.kind), wl.traces[i]);
-        if (kvs_serve_pattern_build(wl.traces[i], &spec->method, spec->budget_frac, &pat[i], err, errlen))
+        if (kvs_serve_pattern_build(wl.traces[i], &mo, spec->budget_frac, &pat[i], err, errlen))
             goto fail_msg;
         tp[i] = pat[i]->prefill_len;
         td[i] = pat[i]->n_steps;
@@ -1699,9 +1691,9 @@ int kvs_serve_execute(const kvs_serve_opts *o, int64_t *run_id_out, char *err, s
         }
         snprintf(cfg_json, n,
                  "{\"spec\":%s,\"workload\":%s,\"resolved\":{\"requests\":%lld,\"target\":\"%s\",\"kv_elem_bytes\":%d,"
-                 "\"page_tokens\":%d,\"keep_tbt\":%d},\"hw\":%s}",
+                 "\"page_tokens\":%d,\"sinks\":%d,\"window\":%d,\"keep_tbt\":%d},\"hw\":%s}",
                  spec_json, wl_json, (long long)n_reqs, spec->model && *spec->model ? spec->model : "trace", kv_elem,
-                 spec->method.page, o->keep_tbt, hw_json);
+                 mo.page, mo.sinks, mo.window, o->keep_tbt, hw_json);
     }
     if (kvs_db_open(o->db_path, &db, err, errlen)) goto fail_msg;
     if (db_accepts_serve(db, err, errlen)) goto fail_msg;

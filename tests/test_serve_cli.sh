@@ -68,6 +68,10 @@ printf 'traces = ["%s"];\nlist = ( { arrival_s = 0.0; context = 2000000; decode 
   "$KVSIM_SRC/traces/sample_pandas_2k.h5" > "$T/huge.cfg"
 bad "cannot fit HBM" --workload "$T/huge.cfg" --hw "$HW" --model llama-3.1-8b --method full --db "$T/bad.db"
 bad "override requests.rate_per_s=0: requests.rate_per_s must be in (0" --workload "$W" --hw "$HW" --method full --db "$T/bad.db" --wset requests.rate_per_s=0
+# one value for the window in the method and the policy (it used to be the
+# method's, silently, whatever the override said)
+bad "window=64 and hw.policy.anchor_window_tokens=1024 conflict" --workload "$W" --hw "$HW" --method topk \
+  --budget-frac 0.04 --window 64 --set policy.anchor_window_tokens=1024 --db "$T/bad.db"
 if [ -f "$T/bad.db" ]; then
   [ "$(sqlite3 "$T/bad.db" "SELECT COUNT(*) FROM runs WHERE status = 'complete'")" = 0 ] || fail "bad input left a complete run"
 fi
