@@ -5,7 +5,6 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 #include <algorithm>
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -25,20 +24,6 @@
     } while (0)
 
 namespace {
-
-double now_us()
-{
-    return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
-}
-double quant(std::vector<double> v, double q)
-{
-    if (v.empty()) return NAN;
-    std::sort(v.begin(), v.end());
-    double pos = q * (v.size() - 1);
-    size_t i = (size_t)pos;
-    double f = pos - i;
-    return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
-}
 
 struct Buf {
     void *p = nullptr;
@@ -184,7 +169,7 @@ int measure_read_bw(double *gbps)
         EK(cudaEventElapsedTime(&ms, e0, e1));
         if (r >= 2) ts.push_back(ms * 1e3);
     }
-    *gbps = bytes / quant(ts, 0.5) / 1e3;
+    *gbps = bytes / kvs_gpu_quantile(ts, 0.5) / 1e3;
     cudaEventDestroy(e0);
     cudaEventDestroy(e1);
     return 0;
@@ -293,7 +278,7 @@ int kvs_gpu_cmd_attnbench(int argc, char **argv)
                         EK(cudaEventElapsedTime(&ms, e0, e1));
                         if (r >= 2) ts.push_back(ms * 1e3 / inner);
                     }
-                    us_mode[mode] = quant(ts, 0.5);
+                    us_mode[mode] = kvs_gpu_quantile(ts, 0.5);
                 }
                 kvs_cu_dec_set_async(def_async);
                 const int bm = us_mode[1] < us_mode[0];
@@ -599,12 +584,12 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
             EK(cudaGraphInstantiate(&ge, gr, 0));
             std::vector<double> ev, wall;
             for (int r = 0; r < 25; r++) {
-                double t0 = now_us();
+                double t0 = kvs_gpu_now_us();
                 EK(cudaEventRecord(e0, st));
                 EK(cudaGraphLaunch(ge, st));
                 EK(cudaEventRecord(e1, st));
                 EK(cudaStreamSynchronize(st));
-                double t1 = now_us();
+                double t1 = kvs_gpu_now_us();
                 float ms;
                 EK(cudaEventElapsedTime(&ms, e0, e1));
                 if (r >= 5) {
@@ -613,9 +598,9 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
                 }
             }
             fprintf(csv, "graph_empty,0,,0,0,0,0,0,0,0,0,0,,0,0,0,,,0,0,0,%d,%d,%.3f,%.3f,%.3f,%.3f,0,0,0,0,0,\n", nk, nk,
-                    quant(ev, 0.5), quant(ev, 0.1), quant(ev, 0.9), quant(wall, 0.5));
+                    kvs_gpu_quantile(ev, 0.5), kvs_gpu_quantile(ev, 0.1), kvs_gpu_quantile(ev, 0.9), kvs_gpu_quantile(wall, 0.5));
             printf("graph of %3d empty kernels: %.2f us (events), %.2f us (host wall incl. launch+sync)\n", nk,
-                   quant(ev, 0.5), quant(wall, 0.5));
+                   kvs_gpu_quantile(ev, 0.5), kvs_gpu_quantile(wall, 0.5));
             cudaGraphExecDestroy(ge);
             cudaGraphDestroy(gr);
         }
@@ -690,10 +675,10 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
                 fprintf(csv, "gemv,%d,%s,%d,%d,%d,%d,%d,%d,%d,0,%d,%s,0,0,0,hbm,none,0,0,0,%zu,%zu,%.3f,%.3f,%.3f,0,0,%.0f,0,"
                              "%d,%d,%.1f GB/s per matrix (graph of %d)\n",
                         id++, g->name, g->L, g->hidden, g->H, g->Hkv, g->d, g->ffn, g->vocab, B, s.what, nn / reps,
-                        nn / reps, quant(ev, 0.5), quant(ev, 0.1), quant(ev, 0.9), by, s.out, s.in,
-                        by / quant(ev, 0.5) / 1e3, reps);
+                        nn / reps, kvs_gpu_quantile(ev, 0.5), kvs_gpu_quantile(ev, 0.1), kvs_gpu_quantile(ev, 0.9), by, s.out, s.in,
+                        by / kvs_gpu_quantile(ev, 0.5) / 1e3, reps);
                 printf("gemv %-13s %-8s B=%d %6dx%-6d %8.2f us %6.0f GB/s (%zu nodes each)\n", g->name, s.what, B,
-                       s.out, s.in, quant(ev, 0.5), by / quant(ev, 0.5) / 1e3, nn / reps);
+                       s.out, s.in, kvs_gpu_quantile(ev, 0.5), by / kvs_gpu_quantile(ev, 0.5) / 1e3, nn / reps);
                 cudaGraphExecDestroy(ge);
                 cudaGraphDestroy(gr);
             }
@@ -884,12 +869,12 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
                     const int reps = quick ? 6 : (ctx >= 131072 && B == 8 ? 8 : 15);
                     bool bad = false;
                     for (int r = 0; r < reps + 3; r++) {
-                        double t0 = now_us();
+                        double t0 = kvs_gpu_now_us();
                         EK(cudaEventRecord(e0, st));
                         EK(cudaGraphLaunch(ge, st));
                         EK(cudaEventRecord(e1, st));
                         EK(cudaStreamSynchronize(st));
-                        double t1 = now_us();
+                        double t1 = kvs_gpu_now_us();
                         float ms;
                         EK(cudaEventElapsedTime(&ms, e0, e1));
                         if (r >= 3) {
@@ -915,11 +900,11 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
                                  "%.2f,%.2f,%.0f,%.0f,%.0f,0,0,%s\n",
                             id, g->name, g->L, g->hidden, g->H, g->Hkv, g->d, g->ffn, g->vocab, ctx, B, mname[c.method],
                             c.frac, toks, S.kp, c.host ? "host" : "hbm", c.host ? "gather_kernel" : "none", P, kv.nbuf,
-                            S.nsplit, nn, nk, quant(ev, 0.5), quant(ev, 0.1), quant(ev, 0.9), quant(wall, 0.5), kvb,
+                            S.nsplit, nn, nk, kvs_gpu_quantile(ev, 0.5), kvs_gpu_quantile(ev, 0.1), kvs_gpu_quantile(ev, 0.9), kvs_gpu_quantile(wall, 0.5), kvb,
                             m.weight_bytes, fb, bad ? "BAD_OUTPUT" : "");
                     printf("e2e %3d %-13s ctx %6d B %d %-10s %-4s %-13s tok/head %6ld nodes %4zu: %9.1f us (wall %9.1f)%s\n",
                            id, g->name, ctx, B, mname[c.method], c.host ? "host" : "hbm",
-                           c.host ? "gather_kernel" : "none", toks, nn, quant(ev, 0.5), quant(wall, 0.5),
+                           c.host ? "gather_kernel" : "none", toks, nn, kvs_gpu_quantile(ev, 0.5), kvs_gpu_quantile(wall, 0.5),
                            bad ? "  BAD OUTPUT" : "");
                     fflush(stdout);
                     fails += bad;

@@ -15,6 +15,12 @@
  * with a message naming it), 77 no GPU. */
 #ifndef KVS_GPU_E2E_H
 #define KVS_GPU_E2E_H
+#include <vector>
 int kvs_gpu_cmd_attnbench(int argc, char **argv);
+/* Shared by both programs' timing loops (defined in kvsim_gpu.cu):
+ * steady-clock microseconds, and the q-quantile of v with linear
+ * interpolation (NaN when v is empty). */
+double kvs_gpu_now_us();
+double kvs_gpu_quantile(std::vector<double> v, double q);
 int kvs_gpu_cmd_e2e(int argc, char **argv);
 #endif

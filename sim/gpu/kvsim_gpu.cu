@@ -56,11 +56,11 @@ static double rng_norm(uint64_t *s)
     if (u1 < 1e-300) u1 = 1e-300;
     return std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
 }
-static double now_us()
+double kvs_gpu_now_us()
 {
     return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
-static double quantile(std::vector<double> v, double qq)
+double kvs_gpu_quantile(std::vector<double> v, double qq)
 {
     if (v.empty()) return NAN;
     std::sort(v.begin(), v.end());
@@ -761,7 +761,7 @@ static int cmd_bench(const char *out_csv)
             CK(cudaEventElapsedTime(&ms, e0, e1));
             if (r >= 2) ts.push_back(ms * 1e3);
         }
-        double us = quantile(ts, 0.5);
+        double us = kvs_gpu_quantile(ts, 0.5);
         copy_GBps = 2.0 * bytes / us / 1e3;
         fprintf(csv, "d2d_copy,0,0,0,0,0,%zu,%.2f,%.1f,100\n", 2 * bytes, us, copy_GBps);
         printf("device %s, %d SMs; d2d copy %.0f GB/s (read+write)\n", prop.name, prop.multiProcessorCount, copy_GBps);
@@ -770,22 +770,22 @@ static int cmd_bench(const char *out_csv)
     {
         std::vector<double> ts;
         for (int r = 0; r < 53; r++) {
-            double t0 = now_us();
+            double t0 = kvs_gpu_now_us();
             empty_kernel<<<1, 32>>>();
             CK(cudaDeviceSynchronize());
-            if (r >= 3) ts.push_back(now_us() - t0);
+            if (r >= 3) ts.push_back(kvs_gpu_now_us() - t0);
         }
-        double one = quantile(ts, 0.5);
+        double one = kvs_gpu_quantile(ts, 0.5);
         ts.clear();
         for (int r = 0; r < 53; r++) {
-            double t0 = now_us();
+            double t0 = kvs_gpu_now_us();
             empty_kernel<<<1, 32>>>();
             empty_kernel<<<1, 32>>>();
             empty_kernel<<<1, 32>>>();
             CK(cudaDeviceSynchronize());
-            if (r >= 3) ts.push_back(now_us() - t0);
+            if (r >= 3) ts.push_back(kvs_gpu_now_us() - t0);
         }
-        double three = quantile(ts, 0.5);
+        double three = kvs_gpu_quantile(ts, 0.5);
         printf("calib launch+sync %.2f us; 3 launches+sync %.2f us\n", one, three);
         fprintf(csv, "calib_launch_sync,0,0,0,0,0,0,%.2f,0,0\n", one);
         fprintf(csv, "calib_launch3_sync,0,0,0,0,0,0,%.2f,0,0\n", three);
@@ -803,11 +803,11 @@ static int cmd_bench(const char *out_csv)
             ts.clear();
             for (int r = 0; r < 13; r++) {
                 for (auto &x : src) x = (rng_next(&rs) % (pool_bytes / pg)) * pg;
-                double t0 = now_us();
+                double t0 = kvs_gpu_now_us();
                 for (size_t i = 0; i < n; i++) memcpy(stage.as<char>() + i * pg, pool.as<char>() + src[i], pg);
-                if (r >= 3) ts.push_back(now_us() - t0);
+                if (r >= 3) ts.push_back(kvs_gpu_now_us() - t0);
             }
-            double us = quantile(ts, 0.5);
+            double us = kvs_gpu_quantile(ts, 0.5);
             printf("calib host gather %zu MiB: %.1f us = %.2f GB/s\n", tot >> 20, us, tot / us / 1e3);
             fprintf(csv, "calib_host_gather,0,0,%zu,0,0,%zu,%.2f,%.2f,0\n", pg, tot, us, tot / us / 1e3);
         }
@@ -858,7 +858,7 @@ static int cmd_bench(const char *out_csv)
                 CK(cudaEventElapsedTime(&ms, e0, e1));
                 if (r >= 3) ts.push_back(ms * 1e3);
             }
-            double us = quantile(ts, 0.5), gbps = bytes / us / 1e3;
+            double us = kvs_gpu_quantile(ts, 0.5), gbps = bytes / us / 1e3;
             if (c.ctx * (double)c.batch >= 131072 && gbps > best_big) {
                 best_big = gbps;
                 best_variant = variant;
@@ -902,7 +902,7 @@ static int cmd_bench(const char *out_csv)
             CK(cudaEventElapsedTime(&ms, e0, e1));
             if (r >= 3) ts.push_back(ms * 1e3);
         }
-        double us = quantile(ts, 0.5);
+        double us = kvs_gpu_quantile(ts, 0.5);
         printf("topk ctx %d k %d (8 KV heads, G 4): %.1f us\n", ctx, kk, us);
         fprintf(csv, "topk,%d,1,0,0,%d,%.0f,%.2f,0,0\n", ctx, kk, (double)hkv * ctx * d * 2, us);
     }
@@ -1065,11 +1065,11 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
         for (int r = 0; r < warm + reps; r++) {
             int sI = r % NSETS;
             CK(cudaStreamSynchronize(g.st));
-            double t0 = now_us();
+            double t0 = kvs_gpu_now_us();
             if (mode != 2 && fetch(sI)) return -1;
             if (mode != 1 && attend(sI)) return -1;
             CK(cudaStreamSynchronize(g.st));
-            double t1 = now_us();
+            double t1 = kvs_gpu_now_us();
             if (r >= warm) (mode == 0 ? t_step : mode == 1 ? t_fetch : t_attn).push_back(t1 - t0);
         }
     }
@@ -1078,12 +1078,12 @@ static int measure(Rig &g, const FCfg &c, FILE *csv, int id, int reps)
     const double bytes_hbm = (double)hkv * tokens * 2 * d * 2 + summary_bytes;
     fprintf(csv, "%d,%s,%s,%s,%d,1,%g,%d,%ld,%d,%zu,%.0f,%.0f,%d,%d,%.2f,%.2f,%.2f,%.2f,%.2f\n", id, c.method,
             c.host ? "host" : "hbm", mech_name[c.host ? c.mech : 0], ctx, c.frac, P, tokens, npages, fetch_bytes,
-            bytes_hbm, summary_bytes, sh.nsplit, launches, quantile(t_step, 0.5), quantile(t_step, 0.1),
-            quantile(t_step, 0.9), c.host ? quantile(t_fetch, 0.5) : 0.0, quantile(t_attn, 0.5));
+            bytes_hbm, summary_bytes, sh.nsplit, launches, kvs_gpu_quantile(t_step, 0.5), kvs_gpu_quantile(t_step, 0.1),
+            kvs_gpu_quantile(t_step, 0.9), c.host ? kvs_gpu_quantile(t_fetch, 0.5) : 0.0, kvs_gpu_quantile(t_attn, 0.5));
     fflush(csv);
     printf("%3d %-10s %-4s %-13s ctx %6d frac %5.3f P %3d pages %5d  step %9.1f us (fetch %8.1f attn %7.1f)\n", id,
            c.method, c.host ? "host" : "hbm", mech_name[c.host ? c.mech : 0], ctx, c.frac, P, npages,
-           quantile(t_step, 0.5), c.host ? quantile(t_fetch, 0.5) : 0.0, quantile(t_attn, 0.5));
+           kvs_gpu_quantile(t_step, 0.5), c.host ? kvs_gpu_quantile(t_fetch, 0.5) : 0.0, kvs_gpu_quantile(t_attn, 0.5));
     return 0;
 }
 
