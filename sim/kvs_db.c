@@ -1,5 +1,6 @@
 /* kvs_db.c — the results database (see kvs_db.h for the contract). */
 #include "kvs_db.h"
+#include "kvs_util.h"
 #include "kvs_err.h"
 #include "kvs_version.h"
 #include <assert.h>
@@ -275,12 +276,7 @@ sqlite3 *kvs_db_handle(kvs_db *db) { return db->h; }
 const char *kvs_db_path(const kvs_db *db) { return db->path; }
 
 void kvs_db_hash(const char *s, char out[17]) {
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
-        h ^= *p;
-        h *= 1099511628211ULL;
-    }
-    snprintf(out, 17, "%016llx", (unsigned long long)h);
+    snprintf(out, 17, "%016llx", (unsigned long long)kvs_fnv1a(KVS_FNV_OFFSET, s, strlen(s)));
 }
 
 int kvs_db_run_begin(kvs_db *db, const kvs_run_info *info, int64_t want_id, int64_t *run_id,

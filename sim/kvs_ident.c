@@ -12,24 +12,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#define FNV_OFF 1469598103934665603ULL
-#define FNV_PRIME 1099511628211ULL
-
-static uint64_t fnv(uint64_t h, const void *p, size_t n) {
-    const unsigned char *b = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= b[i];
-        h *= FNV_PRIME;
-    }
-    return h;
-}
-
-static uint64_t fnv_str(uint64_t h, const char *s) { return fnv(h, s ? s : "", strlen(s ? s : "") + 1); }
+static uint64_t fnv_str(uint64_t h, const char *s) { return kvs_fnv1a(h, s ? s : "", strlen(s ? s : "") + 1); }
 
 static uint64_t fnv_u64(uint64_t h, uint64_t v) {
     unsigned char b[8];
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)(v >> (8 * i));
-    return fnv(h, b, 8);
+    return kvs_fnv1a(h, b, 8);
 }
 
 const char *kvs_ident_revision(void) { return KVSIM_VERSION "+" KVSIM_GIT_REV; }
@@ -52,7 +40,7 @@ static int fold_block(int fd, const char *path, off_t off, size_t n, unsigned ch
     }
     *h = fnv_u64(*h, (uint64_t)off);
     *h = fnv_u64(*h, got);
-    *h = fnv(*h, buf, got);
+    *h = kvs_fnv1a(*h, buf, got);
     return 0;
 }
 
@@ -75,7 +63,7 @@ int kvs_ident_trace_fp(const char *trace_path, uint64_t *fp, char *err, size_t e
         kvs_seterr(err, errlen, "%s: out of memory", trace_path);
         return -1;
     }
-    uint64_t h = FNV_OFF;
+    uint64_t h = KVS_FNV_OFFSET;
     const uint64_t size = (uint64_t)st.st_size;
     h = fnv_u64(h, size);
     h = fnv_u64(h, (uint64_t)st.st_mtim.tv_sec);
@@ -99,7 +87,7 @@ int kvs_ident_trace_fp(const char *trace_path, uint64_t *fp, char *err, size_t e
 }
 
 void kvs_ident_combine(const char *spec_json, const char *hw_json_or_null, uint64_t trace_fp, char out_hex[17]) {
-    uint64_t h = FNV_OFF;
+    uint64_t h = KVS_FNV_OFFSET;
     h = fnv_str(h, "kvsim-ident-1");
     h = fnv_str(h, spec_json);
     h = fnv_str(h, hw_json_or_null ? hw_json_or_null : "null");

@@ -1517,22 +1517,13 @@ int kvs_serve_spec_key(const char *key) {
     return 0;
 }
 
-static uint64_t fnv_bytes(uint64_t h, const void *p, size_t n) {
-    const unsigned char *c = p;
-    for (size_t i = 0; i < n; i++) {
-        h ^= c[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
-
 int kvs_serve_ident(const kvs_serve_opts *o, int *bad_wset, char out_hex[17], char *err, size_t errlen) {
     const kvs_run_spec *spec = o->spec;
     kvs_workload wl;
     kvs_hw hw;
     char *spec_json = NULL, *hw_json = NULL, *wl_json = NULL, *all = NULL;
     int rc = -1, wl_loaded = 0;
-    uint64_t file_fp = 1469598103934665603ULL, traces_fp = 1469598103934665603ULL;
+    uint64_t file_fp = KVS_FNV_OFFSET, traces_fp = KVS_FNV_OFFSET;
     if (bad_wset) *bad_wset = -1;
     memset(&wl, 0, sizeof wl);
     if (check_spec(spec, err, errlen)) return -1;
@@ -1546,7 +1537,7 @@ int kvs_serve_ident(const kvs_serve_opts *o, int *bad_wset, char out_hex[17], ch
             kvs_seterr(err, errlen, "%s: %s", o->workload, strerror(errno));
             goto out;
         }
-        while ((n = fread(buf, 1, sizeof buf, f)) > 0) file_fp = fnv_bytes(file_fp, buf, n);
+        while ((n = fread(buf, 1, sizeof buf, f)) > 0) file_fp = kvs_fnv1a(file_fp, buf, n);
         int bad = ferror(f);
         fclose(f);
         if (bad) {
@@ -1569,7 +1560,7 @@ int kvs_serve_ident(const kvs_serve_opts *o, int *bad_wset, char out_hex[17], ch
             kvs_seterr(err, errlen, "%s: traces[%d]: %s", o->workload, i, m);
             goto out;
         }
-        traces_fp = fnv_bytes(traces_fp, &fp, sizeof fp);
+        traces_fp = kvs_fnv1a(traces_fp, &fp, sizeof fp);
     }
     {
         kvs_workload shown = wl;   /* shallow: only the path differs */

@@ -89,14 +89,7 @@ static void *xrealloc(void *p, size_t n) {
     return q;
 }
 
-static uint64_t str_hash(const char *s) {
-    uint64_t h = 1469598103934665603ULL;
-    for (; *s; s++) {
-        h ^= (unsigned char)*s;
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+static uint64_t str_hash(const char *s) { return kvs_fnv1a(KVS_FNV_OFFSET, s, strlen(s)); }
 
 /* Index of key in m, or (size_t)-1. */
 static size_t strmap_get(const strmap *m, const char *key) {

@@ -243,6 +243,15 @@ int kvs_simd_avx2(void) {
     return g_simd;
 }
 
+uint64_t kvs_fnv1a(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) {
+        h ^= b[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
 const char *kvs_simd_path(void) { return kvs_simd_avx2() ? "avx2+f16c" : "scalar"; }
 
 /* ---- vector comparison ----------------------------------------------------------------------- */

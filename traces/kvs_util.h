@@ -69,6 +69,15 @@ void *kvs_xrealloc(void *p, size_t n, size_t size, const char *what, char *err, 
 void kvs_check_failed(const char *cond, const char *file, int line) __attribute__((noreturn));
 #define KVS_CHECK(cond) ((cond) ? (void)0 : kvs_check_failed(#cond, __FILE__, __LINE__))
 
+/* ---- FNV-1a 64 ------------------------------------------------------------------
+ * The one non-cryptographic digest of kvsim (run identity, config hashes,
+ * sweep hash sets): h = kvs_fnv1a(KVS_FNV_OFFSET, p, n), chainable.
+ * NOTE: KVS_FNV_OFFSET is not FNV's published offset basis
+ * (14695981039346656037): kvsim has always started from this value (one
+ * digit short), and stored run hashes depend on it, so it stays. */
+#define KVS_FNV_OFFSET 1469598103934665603ULL
+uint64_t kvs_fnv1a(uint64_t h, const void *p, size_t n);
+
 /* ---- SIMD path --------------------------------------------------------------------
  * "avx2+f16c" when the CPU has AVX2, FMA and F16C (x86-64, checked at run
  * time) and KVSIM_SIMD is not "scalar"; otherwise "scalar".  Decided once. */
