@@ -74,18 +74,12 @@ int kvs_cmd_serve(int argc, char **argv) {
             continue;
         }
         char key[160];
-        if (strcmp(name, "set")) {
-            static const char *allowed[] = {"method", "budget", "budget-frac", "sinks", "window", "page", "select",
-                                            "feature-map", "features", "seed", "hw", "model", NULL};
-            int ok = 0;
-            for (int k = 0; allowed[k]; k++)
-                if (!strcmp(name, allowed[k])) ok = 1;
-            if (!ok) {
-                kvs_cli_usage_error(cmd, "unknown option '%s' (kvsim serve --help)", a);
-                goto out;
-            }
-        }
         if (kvs_cli_spec_key(cmd, name, &v, key, sizeof key)) goto out;
+        /* the run-spec keys a serve run uses (kvs_serve.h), spelled as options */
+        if (strchr(name, '_') || !kvs_serve_spec_key(key)) {
+            kvs_cli_usage_error(cmd, "unknown option '%s' (kvsim serve --help)", a);
+            goto out;
+        }
         if (!strcmp(key, "method")) have_method = 1;
         if (kvs_run_spec_set(&spec, key, v, err, sizeof err)) {
             kvs_cli_usage_error(cmd, "--%s: %s", name, err);
