@@ -143,6 +143,14 @@ KVS_TGT static inline __m128 hsum4(__m256 a0, __m256 a1, __m256 a2, __m256 a3) {
     return _mm_add_ps(_mm256_castps256_ps128(t2), _mm256_extractf128_ps(t2, 1));
 }
 
+/* the 8 horizontal sums of a[0..7], as one vector */
+KVS_TGT static inline __m256 hsum8(const __m256 *a) {
+    __m256 t0 = _mm256_hadd_ps(a[0], a[1]), t1 = _mm256_hadd_ps(a[2], a[3]);
+    __m256 t2 = _mm256_hadd_ps(a[4], a[5]), t3 = _mm256_hadd_ps(a[6], a[7]);
+    __m256 u0 = _mm256_hadd_ps(t0, t1), u1 = _mm256_hadd_ps(t2, t3);
+    return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
+}
+
 /* one block of nb <= 64 tokens for one query; d % 8 == 0 */
 KVS_TGT static void full_block_avx(const float *qh, const float *kb, const float *vb, int nb, int d, float scale,
                            float *m, float *den, float *oh) {
@@ -220,6 +228,29 @@ KVS_TGT static void full_block_f16_avx(const float *qh, const uint16_t *kb, cons
                            float *m, float *den, float *oh) {
     float s[KVS_ATTN_BLK] __attribute__((aligned(32)));
     int j = 0;
+    /* 8 keys at a time: 8 independent FMA chains (4 leave the FMA units
+     * waiting on their latency), reduced together by hsum8 */
+    for (; j + 8 <= nb; j += 8) {
+        const uint16_t *k0 = kb + (size_t)j * (size_t)d;
+        /* software prefetch: this block's V rows (the PV pass reads them next) and
+         * the K rows one block ahead, 64 B lines; DRAM latency is otherwise exposed
+         * (in-cache the kernel runs ~2x faster than from DRAM) */
+        {
+            const char *vp = (const char *)(vb + (size_t)j * (size_t)d);
+            const char *kp = (const char *)(k0 + (size_t)KVS_ATTN_BLK * (size_t)d);
+            for (size_t b = 0; b < (size_t)8 * (size_t)d * 2; b += 64) {
+                _mm_prefetch(vp + b, _MM_HINT_T0);
+                _mm_prefetch(kp + b, _MM_HINT_T0);
+            }
+        }
+        __m256 a[8];
+        for (int t = 0; t < 8; t++) a[t] = _mm256_setzero_ps();
+        for (int i = 0; i < d; i += 8) {
+            __m256 qv = _mm256_loadu_ps(qh + i);
+            for (int t = 0; t < 8; t++) a[t] = _mm256_fmadd_ps(qv, LDH(k0 + (size_t)t * (size_t)d + i), a[t]);
+        }
+        _mm256_store_ps(s + j, _mm256_mul_ps(hsum8(a), _mm256_set1_ps(scale)));
+    }
     for (; j + 4 <= nb; j += 4) {
         const uint16_t *k0 = kb + (size_t)j * (size_t)d;
         __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps(), a2 = _mm256_setzero_ps(), a3 = _mm256_setzero_ps();
@@ -262,9 +293,19 @@ KVS_TGT static void full_block_f16_avx(const float *qh, const uint16_t *kb, cons
     }
     for (; j < nb; j++) { s[j] = expf(s[j] - mn); dsum += s[j]; }
     *den = *den * alpha + dsum;
-    /* o = o * alpha + sum_j e_j v_j, 32 channels at a time */
+    /* o = o * alpha + sum_j e_j v_j, 64 channels (8 chains) at a time, then 32 */
     __m256 va = _mm256_set1_ps(alpha);
     int i = 0;
+    for (; i + 64 <= d; i += 64) {
+        __m256 oc[8];
+        for (int t = 0; t < 8; t++) oc[t] = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 8 * t), va);
+        for (j = 0; j < nb; j++) {
+            const uint16_t *vj = vb + (size_t)j * (size_t)d + i;
+            __m256 e = _mm256_set1_ps(s[j]);
+            for (int t = 0; t < 8; t++) oc[t] = _mm256_fmadd_ps(e, LDH(vj + 8 * t), oc[t]);
+        }
+        for (int t = 0; t < 8; t++) _mm256_storeu_ps(oh + i + 8 * t, oc[t]);
+    }
     for (; i + 32 <= d; i += 32) {
         __m256 o0 = _mm256_mul_ps(_mm256_loadu_ps(oh + i), va), o1 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 8), va);
         __m256 o2 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 16), va), o3 = _mm256_mul_ps(_mm256_loadu_ps(oh + i + 24), va);
@@ -293,7 +334,35 @@ KVS_TGT static inline __attribute__((always_inline)) void grp_block_f16(const fl
         const uint16_t *kb, const uint16_t *vb, int nb, int d, float scale, float *m, float *den, float *o) {
     float s[8][KVS_ATTN_BLK] __attribute__((aligned(32)));
     float alpha[8];
-    for (int j = 0; j < nb; j++) {
+    int j0 = 0;
+    if (G <= 4)   /* two keys at a time: 2·G independent FMA chains, q loaded once for both */
+        for (; j0 + 2 <= nb; j0 += 2) {
+            const uint16_t *ka = kb + (size_t)j0 * (size_t)d, *kc = ka + d;
+            {   /* prefetch these rows' V (the PV pass) and K one block ahead */
+                const char *vp = (const char *)(vb + (size_t)j0 * (size_t)d);
+                const char *kp = (const char *)(ka + (size_t)KVS_ATTN_BLK * (size_t)d);
+                for (size_t b = 0; b < (size_t)2 * (size_t)d * 2; b += 64) {
+                    _mm_prefetch(vp + b, _MM_HINT_T0);
+                    _mm_prefetch(kp + b, _MM_HINT_T0);
+                }
+            }
+            __m256 aa[4], ac[4];
+            for (int h = 0; h < G; h++) aa[h] = ac[h] = _mm256_setzero_ps();
+            for (int i = 0; i < d; i += 8) {
+                __m256 xa = LDH(ka + i), xc = LDH(kc + i);
+                for (int h = 0; h < G; h++) {
+                    __m256 qv = _mm256_loadu_ps(q + (size_t)h * (size_t)d + i);
+                    aa[h] = _mm256_fmadd_ps(qv, xa, aa[h]);
+                    ac[h] = _mm256_fmadd_ps(qv, xc, ac[h]);
+                }
+            }
+            for (int h = 0; h < G; h++) {
+                __m128 t = hsum4(aa[h], ac[h], aa[h], ac[h]);   /* lanes: sum(aa), sum(ac), sum(aa), sum(ac) */
+                s[h][j0] = scale * _mm_cvtss_f32(t);
+                s[h][j0 + 1] = scale * _mm_cvtss_f32(_mm_shuffle_ps(t, t, 1));
+            }
+        }
+    for (int j = j0; j < nb; j++) {
         __m256 acc[8];
         for (int h = 0; h < G; h++) acc[h] = _mm256_setzero_ps();
         const uint16_t *kj = kb + (size_t)j * (size_t)d;
@@ -328,7 +397,30 @@ KVS_TGT static inline __attribute__((always_inline)) void grp_block_f16(const fl
         for (; j < nb; j++) { s[h][j] = expf(s[h][j] - mn); dsum += s[h][j]; }
         den[h] = den[h] * alpha[h] + dsum;
     }
-    for (int i = 0; i < d; i += 8) {
+    int i0 = 0;
+    if (G <= 4)   /* 16 channels at a time: 2·G independent FMA chains */
+        for (; i0 + 16 <= d; i0 += 16) {
+            __m256 oa[4], ob[4];
+            for (int h = 0; h < G; h++) {
+                __m256 al = _mm256_set1_ps(alpha[h]);
+                oa[h] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)h * (size_t)d + i0), al);
+                ob[h] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)h * (size_t)d + i0 + 8), al);
+            }
+            for (int j = 0; j < nb; j++) {
+                const uint16_t *vj = vb + (size_t)j * (size_t)d + i0;
+                __m256 va = LDH(vj), vc = LDH(vj + 8);
+                for (int h = 0; h < G; h++) {
+                    __m256 e = _mm256_broadcast_ss(&s[h][j]);
+                    oa[h] = _mm256_fmadd_ps(e, va, oa[h]);
+                    ob[h] = _mm256_fmadd_ps(e, vc, ob[h]);
+                }
+            }
+            for (int h = 0; h < G; h++) {
+                _mm256_storeu_ps(o + (size_t)h * (size_t)d + i0, oa[h]);
+                _mm256_storeu_ps(o + (size_t)h * (size_t)d + i0 + 8, ob[h]);
+            }
+        }
+    for (int i = i0; i < d; i += 8) {
         __m256 oc[8];
         for (int h = 0; h < G; h++) oc[h] = _mm256_mul_ps(_mm256_loadu_ps(o + (size_t)h * (size_t)d + i), _mm256_set1_ps(alpha[h]));
         for (int j = 0; j < nb; j++) {

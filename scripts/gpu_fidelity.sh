@@ -8,8 +8,8 @@
 #   OUTDIR     where logs and CSVs go (on the device machine: $OUT)
 #   EXPORTDIR  trace exports made here by sim/gpu/export_trace.py
 #              (default build-gpu/export; carried with the call)
-# Output: OUTDIR/gpu_log.txt, attn.csv, torch_attn.csv, e2e.csv, torch_e2e.csv
-# (and bench.csv, measured.csv with WITH_LEGACY=1).
+# Output: OUTDIR/gpu_log.txt, attn.csv, torch_attn.csv, compbench.csv, e2e.csv,
+# torch_e2e.csv (and bench.csv, measured.csv with WITH_LEGACY=1).
 #
 # Before the device call, here (h5py needs Debian's python):
 #   for t in pandas_0:"0 5" sklearn_1:3 matplotlib_2:1; do
@@ -18,10 +18,14 @@
 #   kvsim-gpu-host predict OUT/measured.csv reports/fidelity/predicted.csv --calib OUT/bench.csv
 #   kvsim-gpu-host import OUT/measured.csv results.db reports/fidelity/predicted.csv
 # SKIP_CHECKS=1 leaves out the selftest and trace check (a timing-only rerun
-# of unchanged kernels); SKIP_ATTN / SKIP_E2E leave out attnbench (+ PyTorch)
-# and the e2e steps (+ PyTorch); WITH_LEGACY=1 adds the per-layer bench and
-# fidelity study of FIDELITY.md's first part; E2E_QUICK=quick: 8k only.  Every step runs under `timeout` (T_SELFTEST, T_CHECK, T_BENCH, T_FIDELITY
-# seconds) so that a hung kernel cannot eat the device lease.
+# of unchanged kernels); SKIP_ATTN / SKIP_COMP / SKIP_E2E / SKIP_TORCHE2E leave
+# out attnbench (+ PyTorch), compbench (the selection chains and the
+# completion estimate alone), the e2e steps and the PyTorch e2e reference;
+# WITH_LEGACY=1 adds the per-layer bench and fidelity study of FIDELITY.md's
+# first part; E2E_QUICK=quick: 8k only (e2e and compbench).  Every step runs
+# under `timeout` (T_SELFTEST, T_CHECK, T_TORCH, T_ATTN, T_COMP, T_E2E,
+# T_TORCHE2E, T_BENCH, T_FIDELITY seconds) so that a hung kernel cannot eat
+# the device lease.
 # Exit: 0 all steps ran and the checks passed; 1 otherwise; 77 no GPU.
 set -u -o pipefail
 OUTD=${1:?usage: gpu_fidelity.sh OUTDIR [EXPORTDIR]}
@@ -74,6 +78,10 @@ if [ -z "${SKIP_ATTN:-}" ]; then
   say "attnbench (tensor-core decode attention vs PyTorch SDPA, same GPU)"
   timeout ${T_TORCH:-150} env PYTHONUNBUFFERED=1 $PY sim/gpu/torch_ref.py attn "$OUTD/torch_attn.csv" 2>&1 | tee -a "$log" || echo "torch attn reference failed" | tee -a "$log"
   timeout ${T_ATTN:-120} $BIN/kvsim-gpu bench "$OUTD/attn.csv" "$OUTD/torch_attn.csv" 2>&1 | tee -a "$log" || rc=1
+fi
+if [ -z "${SKIP_COMP:-}" ]; then
+  say "compbench (selection chains and completion estimate alone, in CUDA graphs)"
+  timeout ${T_COMP:-240} $BIN/kvsim-gpu compbench "$OUTD/compbench.csv" ${E2E_QUICK:-} 2>&1 | tee -a "$log" || rc=1
 fi
 if [ -z "${SKIP_E2E:-}" ]; then
   say "e2e (whole decode steps in one CUDA graph)"

@@ -39,6 +39,13 @@ int64_t kvs_gpu_select_ns(const kvs_hw *hw, int nodes, double bytes, double keys
     return (int64_t)llround(fixed) + (int64_t)ceil(t);
 }
 
+double kvs_gpu_select_ns_per_key(const kvs_hw *hw, int pages, int head_dim, int group) {
+    assert(head_dim >= 0 && group >= 0);
+    const double dg = (double)head_dim * group;
+    return pages ? hw->gpu.select_page_ns + hw->gpu.select_page_dg_ns * dg
+                 : hw->gpu.select_key_ns + hw->gpu.select_key_dg_ns * dg;
+}
+
 double kvs_gpu_topk_select_bytes(int problems, double n, int head_dim, int group, int elem_bytes) {
     /* K rows; logits written, read twice (score); scores written, read by 3 rounds + count + write */
     return problems * n * ((double)head_dim * elem_bytes + 4.0 * group * 3 + 4.0 * 6);
@@ -70,14 +77,15 @@ int64_t kvs_gpu_attn_waves(const kvs_hw *hw, const kvs_gpu_attn *a) {
 }
 
 static int64_t attn_graph_ns(const kvs_hw *hw, const kvs_gpu_attn *a) {
-    double fixed = kvs_gpu_attn_kernels(a) * hw->gpu.graph_kernel_ns + hw->gpu.graph_attn_fixed_ns;
+    /* partial + combine; the completion estimate kernel is charged whole below (its node included) */
+    double fixed = 2 * hw->gpu.graph_kernel_ns + hw->gpu.graph_attn_fixed_ns;
     double t_mem = a->bytes / (hw->gpu.graph_attn_bw_efficiency * hw->gpu.hbm_bw_bytes_per_s) * 1e9;
     double var = fmax(t_mem, a->flops / hw->gpu.flops_per_s * 1e9);
     if (a->completion) {
-        /* the estimate kernel's per-block work is R·d: its fixed part is given for d = 128 */
-        fixed += hw->gpu.graph_estimate_fixed_ns * (a->head_dim > 0 ? a->head_dim / 128.0 : 1.0);
-        if (hw->gpu.simt_flops_per_s > 0)
-            var += a->tokens * 2.0 * a->features * (a->head_dim + a->group) / hw->gpu.simt_flops_per_s * 1e9;
+        /* the estimate kernel's per-block work is R·d: a fixed part plus one per head_dim element */
+        fixed += hw->gpu.graph_estimate_fixed_ns + hw->gpu.graph_estimate_dim_ns * (a->head_dim > 0 ? a->head_dim : 0);
+        if (hw->gpu.graph_estimate_flops_per_s > 0)
+            var += a->tokens * 2.0 * a->features * (a->head_dim + a->group) / hw->gpu.graph_estimate_flops_per_s * 1e9;
     }
     return (int64_t)llround(fixed) + (int64_t)ceil(var);
 }

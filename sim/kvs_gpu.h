@@ -31,9 +31,11 @@
  * Graph mode (gpu.step_graph = 1; reports/fidelity/FIDELITY.md, "Whole
  * decode steps"): the step is one CUDA graph, as serving engines run it and
  * as `kvsim-gpu e2e` measures it.  Then
- *   attention  = kernels·graph_kernel_ns + graph_attn_fixed_ns
+ *   attention  = 2·graph_kernel_ns + graph_attn_fixed_ns (partial + combine)
  *                + max(bytes / (graph_attn_bw_efficiency·hbm_bw), flops / flops_per_s)
- *                [completion: + graph_estimate_fixed_ns·head_dim/128 + the feature-map term]
+ *                [completion: + the estimate kernel whole, its graph node included:
+ *                 graph_estimate_fixed_ns + graph_estimate_dim_ns·head_dim
+ *                 + tokens·2·R·(d + g) / graph_estimate_flops_per_s (0: no such term)]
  *   rest       = Σ over qkv, o, gate_up, down of kvs_gpu_gemv_ns + 5·graph_kernel_ns
  *                (2 RMSNorms, RoPE + KV write, output cast, SwiGLU)
  *   LM head    = graph_launch_ns (the step's one launch + sync) + 2·graph_kernel_ns
@@ -47,8 +49,13 @@
  *   one roofline kernel (kvs_gpu_kernel_ns) costs graph_kernel_ns instead of launch_ns.
  * Selection (kvs_gpu_select_ns): a chain of `nodes` graph kernels
  * (select_node_ns each) that read `bytes` and score and select `keys` keys of
- * every problem: max(bytes / hbm_bw, keys·ns_per_key), ns_per_key =
- * select_key_ns for Top-K's tokens, select_page_ns for Quest's pages.
+ * every problem: max(bytes / hbm_bw, keys·ns_per_key), ns_per_key
+ * (kvs_gpu_select_ns_per_key) = select_key_ns + select_key_dg_ns·d·G for Top-K's
+ * tokens, select_page_ns + select_page_dg_ns·d·G for Quest's pages (scoring a
+ * key is G dot products of length d).  The graph-mode figures of the
+ * estimate and selection (graph_estimate_*, select_*) are measured by
+ * `kvsim-gpu compbench` (each chain alone in a CUDA graph), as attention's
+ * by attnbench; graph_kernel_ns is the one figure fitted to whole e2e steps.
  * Pure functions; no errors (inputs are checked by kvs_hw and the caller;
  * a zero problem count or negative sizes are caller bugs: assert). */
 #ifndef KVS_GPU_H
@@ -91,12 +98,19 @@ int64_t kvs_gpu_gemv_ns(const kvs_hw *hw, double rows, double cols, int elem_byt
 /* A selection chain: `nodes` graph kernels (graph mode; else one launch and
  * launch_gap_ns per further node) reading `bytes` over `keys` keys. */
 int64_t kvs_gpu_select_ns(const kvs_hw *hw, int nodes, double bytes, double keys, double ns_per_key);
+/* The time per key of a selection chain: pages != 0 for Quest's page keys
+ * (and the clusters selector's centroids), 0 for Top-K's token keys. */
+double kvs_gpu_select_ns_per_key(const kvs_hw *hw, int pages, int head_dim, int group);
 /* Bytes and kernels of the multi-block selections of models/cuda
  * (kvs_cuda_decode.cu) for `problems` (sequence, KV head) pairs:
  * Top-K over n tokens (K rows, logits and scores written and read back),
  * Quest over np pages (min/max metadata, the same per-page arrays). */
 #define KVS_GPU_TOPK_NODES 7
 #define KVS_GPU_QUEST_NODES 8
+/* Quest with no page to choose (the budget is all anchors): its four select
+ * passes (two radix rounds, count, write) exit at once, so the chain costs
+ * the logits, histogram reset, score and expand nodes (measured: compbench). */
+#define KVS_GPU_QUEST_NODES_NOSEL 4
 double kvs_gpu_topk_select_bytes(int problems, double n, int head_dim, int group, int elem_bytes);
 double kvs_gpu_quest_select_bytes(int problems, double np, int head_dim, int group, int elem_bytes);
 #endif

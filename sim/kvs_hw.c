@@ -27,7 +27,8 @@ typedef struct {
 } key_def;
 
 /* Keys for which 0 is also allowed besides [lo, hi]: 0 means "off"/"none". */
-static const char *const zero_ok_keys[] = {"gpu.simt_flops_per_s", "gather_kernel.cap_bytes_per_s", NULL};
+static const char *const zero_ok_keys[] = {"gpu.simt_flops_per_s", "gpu.graph_estimate_flops_per_s",
+                                           "gather_kernel.cap_bytes_per_s", NULL};
 static int zero_ok(const char *key) {
     for (int i = 0; zero_ok_keys[i]; i++)
         if (!strcmp(zero_ok_keys[i], key)) return 1;
@@ -78,6 +79,8 @@ static const key_def keys[] = {
     {"gpu.graph_attn_bw_efficiency", T_DBL, OFF(gpu.graph_attn_bw_efficiency), 0, 0.01, 2, 0, NULL, "", 1},
     {"gpu.graph_attn_fixed_ns", T_DBL, OFF(gpu.graph_attn_fixed_ns), 0, 0, LAUNCH_HI, 0, NULL, "ns", 0},
     {"gpu.graph_estimate_fixed_ns", T_DBL, OFF(gpu.graph_estimate_fixed_ns), 0, 0, LAUNCH_HI, 0, NULL, "ns", 0},
+    {"gpu.graph_estimate_dim_ns", T_DBL, OFF(gpu.graph_estimate_dim_ns), 0, 0, 1e5, 0, NULL, "ns", 0},
+    {"gpu.graph_estimate_flops_per_s", T_DBL, OFF(gpu.graph_estimate_flops_per_s), 0, 1e9, 1e18, 0, NULL, "FLOP/s", 0},
     {"gpu.gemv_fixed_ns", T_DBL, OFF(gpu.gemv_fixed_ns), 0, 0, LAUNCH_HI, 0, NULL, "ns", 0},
     {"gpu.gemv_splitk_ns", T_DBL, OFF(gpu.gemv_splitk_ns), 0, 0, LAUNCH_HI, 0, NULL, "ns", 0},
     {"gpu.gemv_eff_8mb", T_DBL, OFF(gpu.gemv_eff_8mb), 0, 0.01, 2, 0, NULL, "", 1},
@@ -86,6 +89,8 @@ static const key_def keys[] = {
     {"gpu.gemv_eff_512mb", T_DBL, OFF(gpu.gemv_eff_512mb), 0, 0.01, 2, 0, NULL, "", 1},
     {"gpu.select_key_ns", T_DBL, OFF(gpu.select_key_ns), 0, 0, 1e3, 0, NULL, "ns", 0},
     {"gpu.select_page_ns", T_DBL, OFF(gpu.select_page_ns), 0, 0, 1e3, 0, NULL, "ns", 0},
+    {"gpu.select_key_dg_ns", T_DBL, OFF(gpu.select_key_dg_ns), 0, 0, 1, 0, NULL, "ns", 0},
+    {"gpu.select_page_dg_ns", T_DBL, OFF(gpu.select_page_dg_ns), 0, 0, 1, 0, NULL, "ns", 0},
     {"gpu.select_node_ns", T_DBL, OFF(gpu.select_node_ns), 0, 0, LAUNCH_HI, 0, NULL, "ns", 0},
     {"host.capacity_bytes", T_DBL, OFF(host.capacity_bytes), 1, 0, CAP_HI, 1, NULL, "B", 0},
     {"host.gather_bw_bytes_per_s", T_DBL, OFF(host.gather_bw_bytes_per_s), 1, BW_LO, BW_HI, 0, NULL, "B/s", 0},

@@ -61,12 +61,16 @@ typedef struct {
         double graph_kernel_ns;        /* one small dependent kernel inside the graph */
         double graph_attn_bw_efficiency; /* decode attention bytes/s over hbm_bw (may exceed 1: hbm_bw is a copy rate) */
         double graph_attn_fixed_ns;    /* decode attention (partial + combine), fixed part */
-        double graph_estimate_fixed_ns; /* completion estimate kernel in the graph, fixed part at head_dim 128 */
+        double graph_estimate_fixed_ns; /* completion estimate kernel in the graph (its node included), fixed part */
+        double graph_estimate_dim_ns;  /* ... plus this per head_dim element (its per-block work is R·d) */
+        double graph_estimate_flops_per_s; /* ... plus its feature-map FLOPs at this rate; 0: not modelled */
         double gemv_fixed_ns;          /* one weight GEMV, fixed part */
         double gemv_splitk_ns;         /* extra for rows <= cols (a split-K reduction kernel) */
         double gemv_eff_8mb, gemv_eff_32mb, gemv_eff_128mb, gemv_eff_512mb; /* GEMV bytes/s over hbm_bw by matrix size */
         double select_key_ns;          /* multi-block Top-K selection: time per token key scored and selected */
         double select_page_ns;         /* Quest selection: time per page key (bounds from min/max metadata) */
+        double select_key_dg_ns;       /* Top-K: extra per token key per head_dim x group element scored */
+        double select_page_dg_ns;      /* Quest: extra per page key per head_dim x group element scored */
         double select_node_ns;         /* one kernel of a selection chain inside the graph */
     } gpu;
     struct {

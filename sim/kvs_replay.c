@@ -385,14 +385,14 @@ static int select_chain(rp *r, int64_t *t, double *bytes) {
         nodes = KVS_GPU_TOPK_NODES;
         *bytes = kvs_gpu_topk_select_bytes(problems, n, r->hd, r->gq, r->eb);
         keys = problems * n;
-        ns_per_key = hw->gpu.select_key_ns;
+        ns_per_key = kvs_gpu_select_ns_per_key(hw, 0, r->hd, r->gq);
         break;
     case KVS_REPLAY_SEL_QUEST: {
         double np = ceil(n / r->pt);
         nodes = KVS_GPU_QUEST_NODES;
         *bytes = kvs_gpu_quest_select_bytes(problems, np, r->hd, r->gq, r->eb);
         keys = problems * np;
-        ns_per_key = hw->gpu.select_page_ns;
+        ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, r->hd, r->gq);
         break;
     }
     case KVS_REPLAY_SEL_CLUSTERS:
@@ -403,7 +403,7 @@ static int select_chain(rp *r, int64_t *t, double *bytes) {
         nodes = KVS_GPU_QUEST_NODES;
         *bytes = meta * r->batch + kvs_gpu_quest_select_bytes(problems, centroids, 0, r->gq, r->eb);
         keys = problems * centroids;
-        ns_per_key = hw->gpu.select_page_ns;
+        ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, r->hd, r->gq);
         break;
     default: KVS_CHECK(0); return -1;
     }
@@ -413,7 +413,7 @@ static int select_chain(rp *r, int64_t *t, double *bytes) {
     if (!(bound < (double)KVS_TIME_HORIZON_NS)) {
         rp_fail(r,
                 "step %d layer %d: the selection over %.4g keys would take %.4g ns, beyond the simulated-time "
-                "horizon of %.3g ns; check gpu.select_key_ns, gpu.select_page_ns, gpu.hbm_bw_bytes_per_s, the batch",
+                "horizon of %.3g ns; check gpu.select_key_ns, gpu.select_page_ns (and their _dg_ns), gpu.hbm_bw_bytes_per_s, the batch",
                 r->s, r->l, keys, bound, (double)KVS_TIME_HORIZON_NS);
         return -1;
     }

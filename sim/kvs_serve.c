@@ -151,7 +151,13 @@ int kvs_serve_pattern_build(const char *trace, const kvs_method_opts *mo_in, dou
     p->prefill_len = T0;
     p->completion = mo.kind == KVS_M_COMPLETION;
     p->features = p->completion ? (int)llround((double)summary_cell / (4.0 * (d + 1))) : 0;
+    p->sel = (int)kvs_replay_sel_of(&mo);
     const double cells = (double)L * KVH;
+    if (p->sel == KVS_REPLAY_SEL_CLUSTERS)   /* fp32 centroids: the cell's metadata / (4 d), as kvs_replay */
+        for (long s = 0; s < S; s++) {
+            double c = ceil(meta[s] / cells / (4.0 * d));
+            if (c > p->centroids) p->centroids = c;
+        }
     int64_t e = 0;
     for (long s = 0; s < S; s++) {
         p->off[s] = e;
@@ -270,6 +276,7 @@ struct sim {
     int64_t it_stall_ns;
     /* accounting */
     double hbm_bytes, flops, e_pcie, e_dram, e_nvme;
+    double select_ns_total, compute_ns_total;   /* the selection chains' share of compute */
     int64_t b_h2g, b_g2h, b_s2h, b_s2g, b_to_ssd;
     int64_t tokens_out, preemptions, evicted_pages, fetched_cells;
     double occ_offload_integral, occ_total_integral;
@@ -731,6 +738,8 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     int64_t *ids = S->pos_tmp;
     memcpy(ids, S->active, (size_t)snapshot * sizeof *ids);
     double att_bytes = 0, att_flops = 0, att_tokens = 0, meta_bytes = 0, summ_bytes = 0;
+    double sel_keys = 0, sel_bytes = 0;   /* the selection chain over every decoding request's keys */
+    const int sel = S->in->patterns[0]->sel;
     int64_t max_entries = 0;
     for (int64_t i = 0; i < snapshot; i++) {
         int64_t id = ids[i];
@@ -747,6 +756,22 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
         att_flops += tok * KVH * 4.0 * d * g;
         meta_bytes += meta;
         summ_bytes += summ;
+        {
+            const double n = (double)R->len;   /* keys visible to this step's query */
+            const int eb = (int)elem;
+            if (sel == KVS_REPLAY_SEL_TOPK) {
+                sel_keys += KVH * n;
+                sel_bytes += kvs_gpu_topk_select_bytes(KVH, n, d, g, eb);
+            } else if (sel == KVS_REPLAY_SEL_QUEST) {
+                const double np = ceil(n / S->pt);
+                sel_keys += KVH * np;
+                sel_bytes += kvs_gpu_quest_select_bytes(KVH, np, d, g, eb);
+            } else if (sel == KVS_REPLAY_SEL_CLUSTERS) {
+                const double c = S->in->patterns[S->in->reqs[id].trace]->centroids;
+                sel_keys += KVH * c;
+                sel_bytes += meta + kvs_gpu_quest_select_bytes(KVH, c, 0, g, eb);
+            }
+        }
         int64_t ent = (int64_t)ceil(tok / S->pt);
         if (ent > max_entries) max_entries = ent;
     }
@@ -790,7 +815,16 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     double rest_bytes = 0;
     const int batch_tokens = (int)(nd + (int64_t)pf_tokens);
     if (nd > 0) {
-        if (meta_bytes > 0) layer_ns += kvs_gpu_kernel_ns(S->hw, meta_bytes, 0);
+        /* the method's selection chain, as kvs_replay charges it (kvs_gpu_select_ns) */
+        if (sel != KVS_REPLAY_SEL_NONE && sel_keys > 0) {
+            const int nodes = sel == KVS_REPLAY_SEL_TOPK ? KVS_GPU_TOPK_NODES : KVS_GPU_QUEST_NODES;
+            const int64_t t = kvs_gpu_select_ns(S->hw, nodes, sel_bytes, sel_keys,
+                                                kvs_gpu_select_ns_per_key(S->hw, sel != KVS_REPLAY_SEL_TOPK, d, g));
+            layer_ns += t;
+            S->select_ns_total += (double)t * m->n_layers;
+        } else if (meta_bytes > 0) {
+            layer_ns += kvs_gpu_kernel_ns(S->hw, meta_bytes, 0);
+        }
         kvs_gpu_attn a = {.problems = (int)(KVH * nd), .entries = max_entries < 1 ? 1 : max_entries,
                           .rows = (max_entries < 1 ? 1 : max_entries) * S->pt, .bytes = att_bytes + summ_bytes,
                           .flops = att_flops, .completion = S->in->patterns[0]->completion, .tokens = att_tokens,
@@ -806,6 +840,7 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     S->it_lm_ns = lm_ns + (int64_t)ceil(pf_fixed_ns);
     S->it_compute_ns = layer_ns * m->n_layers + S->it_lm_ns;
     if (S->it_compute_ns <= 0) S->it_compute_ns = 1;   /* time always advances */
+    S->compute_ns_total += (double)S->it_compute_ns;
     /* energy-relevant totals */
     S->hbm_bytes += (double)m->n_layers * (att_bytes + meta_bytes + summ_bytes + pf_attn_bytes +
                                            (batch_tokens > 0 ? rest_bytes : 0)) + lm_bytes;
@@ -1261,6 +1296,7 @@ int kvs_serve_run(const kvs_serve_in *in, kvs_serve_out *out, char *err, size_t 
         V("serve_preemptions", (double)S->preemptions);
         V("serve_iterations", (double)S->iter);
         V("serve_mean_batch", S->iter ? (double)(S->tokens_out) / (double)S->iter : 0);
+        V("serve_select_share", S->compute_ns_total > 0 ? S->select_ns_total / S->compute_ns_total : 0);
         V("serve_offload_frac", S->occ_total_integral > 0 ? S->occ_offload_integral / S->occ_total_integral : 0);
         V("serve_offloaded_pages", (double)S->evicted_pages);
         V("serve_kv_capacity_bytes", (double)S->cap_pages * S->page_bytes);

@@ -32,6 +32,7 @@
 #include "kvs_hw.h"
 #include "kvs_method.h"
 #include "kvs_preset.h"
+#include "kvs_replay.h"
 #include "kvs_run.h"
 #include "kvs_timeline.h"
 #include "kvs_workload.h"
@@ -51,6 +52,8 @@ typedef struct {
     double *meta_per_page_d; /* [n_steps]: mean metadata bytes per cell / visible pages / head_dim */
     double *summary_per_d;   /* [n_steps]: mean summary + parameter bytes per cell / head_dim */
     int completion;          /* 1: the completion estimate kernel runs */
+    int sel;                 /* the method's selector (kvs_replay_sel): its chain is charged per layer */
+    double centroids;        /* clusters selector: centroids per (layer, KV head) cell, else 0 */
     int features;            /* completion: R, from the summary size 4·R·(d + 1) */
 } kvs_serve_pattern;
 

@@ -191,6 +191,27 @@ def main():
           "generate 12 with topk: first divergence %s >= 1, match rate %s" % (v.get("first_divergence_step"),
                                                                               v.get("token_match_rate")))
 
+    # 3b. scripts/decode_study.py on the same trace: runs its points, prints the tables, resumes
+    sdb = os.path.join(TMP, "study.db")
+    for f in (sdb, os.path.splitext(sdb)[0] + "_eval.db"):
+        if os.path.exists(f):
+            os.unlink(f)
+    cmd = [sys.executable, os.path.join(SRC, "scripts", "decode_study.py"), "--kvsim", BIN, "--weights", wm,
+           "--db", sdb, "--fracs", "0.02", "--steps", "0:8", trm]
+    r = run(cmd)
+    lines = r.stdout.splitlines()
+    pts = [x for x in lines if x.startswith("| ") and (" read 2% " in x or " exact 2% " in x)]
+    goal = [x for x in lines if x.endswith("| met |") or x.endswith("| NOT met |")]
+    check(r.returncode == 0 and len(pts) == 6 and len(goal) == 1 and "Spearman" in r.stdout,
+          "decode_study.py: 6 budgeted points + full, Spearman and goal tables (%s)" % r.stderr.strip()[-200:])
+    with sqlite3.connect(sdb) as c:
+        n1 = c.execute("SELECT count(*) FROM runs WHERE status = 'complete'").fetchone()[0]
+    r2 = run(cmd)
+    with sqlite3.connect(sdb) as c:
+        n2 = c.execute("SELECT count(*) FROM runs").fetchone()[0]
+    check(r2.returncode == 0 and n1 == 7 and n2 == n1 and r2.stdout == r.stdout,
+          "decode_study.py resumes: %d complete decode runs, none re-run, same tables" % n1)
+
     # 4. bad weights: one line, no complete run
     def bad(name, weights, trace, want):
         bdb = os.path.join(TMP, "bad_%s.db" % name)

@@ -147,6 +147,39 @@ static void test_two_requests_batched(void) {
     kvs_serve_out_free(&o);
 }
 
+/* Selection is charged per layer as kvs_replay charges it: one request
+ * (context 32, 3 decode steps) under an oracle Top-K pattern, select_key_ns
+ * 10, launch_ns 1000 and no launch gaps (step_graph 0): each decode step adds
+ * 1000 + 10 ns per visible key (33, 34, 35 keys: the byte term, 44 B a key at
+ * 1e15 B/s, is far smaller), so the TBTs are 2002 + 1330, + 1340, + 1350. */
+static void test_select_charged(void) {
+    kvs_hw hw;
+    kvs_model m;
+    tiny_model(&m);
+    const char *xk[] = {"gpu.select_key_ns", "gpu.select_key_dg_ns"}, *xv[] = {"10", "0"};
+    CU_ASSERT_EQUAL_FATAL(load_hw_x(&hw, kvs_model_params(&m) * m.weight_bytes + 1000 * 256.0, xk, xv, 2), 0);
+    kvs_workload wl;
+    workload(&wl, KVS_FULL_QUEUE);
+    kvs_serve_pattern *p = full_pattern();
+    p->sel = KVS_REPLAY_SEL_TOPK;
+    const kvs_serve_pattern *pats[1] = {p};
+    kvs_request reqs[1] = {{.arrival_ns = 0, .context = 32, .decode = 3, .trace = 0}};
+    kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
+                       .n_reqs = 1, .tl = NULL, .keep_tbt = 1};
+    kvs_serve_out o;
+    char err[1024] = "";
+    int rc = kvs_serve_run(&in, &o, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    kvs_serve_pattern_free(p);
+    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    const int64_t ta[] = {3332, 3342, 3352};
+    check_tbt(&o, 0, ta, 3);
+    CU_ASSERT_EQUAL(o.req[0].done_ns, 5000 + 3332 + 3342 + 3352);
+    KVS_ASSERT_NEAR(kvs_serve_value(&o, "serve_select_share"), (1330.0 + 1340 + 1350) / (5000.0 + 3332 + 3342 + 3352),
+                    1e-12);
+    kvs_serve_out_free(&o);
+}
+
 static void test_two_requests_queued(void) {
     kvs_serve_out o;
     char err[1024] = "";
@@ -326,6 +359,7 @@ void kvs_test_register(void) {
     CU_pSuite s = CU_add_suite("serve", NULL, NULL);
     CU_add_test(s, "two requests, continuous batching (hand-computed)", test_two_requests_batched);
     CU_add_test(s, "two requests, HBM for one: queued (hand-computed)", test_two_requests_queued);
+    CU_add_test(s, "oracle Top-K selection charged per layer (hand-computed)", test_select_charged);
     CU_add_test(s, "two requests, preempt when HBM is full", test_two_requests_preempt);
     CU_add_test(s, "offload: fetches and write-backs (hand-computed)", test_offload_hand);
     CU_add_test(s, "a request that cannot fit HBM is an error naming the sizes", test_cannot_fit);

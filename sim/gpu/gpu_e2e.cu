@@ -1,4 +1,4 @@
-// gpu_e2e.cu — `kvsim-gpu attnbench` and `kvsim-gpu e2e` (contract in gpu_e2e.h).
+// gpu_e2e.cu — `kvsim-gpu attnbench`, `e2e` and `compbench` (contract in gpu_e2e.h).
 #include "gpu_e2e.h"
 #include "kvs_cuda.h"
 #include <cublas_v2.h>
@@ -918,4 +918,368 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
     cublasDestroy(hb);
     printf("e2e: %d rows, %s\n", id, fails ? "SOME OUTPUTS BAD" : "all outputs finite");
     return fails ? 1 : 0;
+}
+
+// ======================================================================================
+// compbench: the step's selection chains and the completion estimate alone
+// ======================================================================================
+namespace {
+
+// ring copies of one layer's paged KV (fp16, page blocks K [P][d] then V [P][d])
+// and their Quest metadata, as kv_alloc makes them for the e2e step
+struct CRing {
+    int ncopy = 0, np = 0, nh = 0;
+    size_t blk = 0, layer_bytes = 0;
+    Buf data, ptab, meta;
+};
+
+int cring_alloc(CRing &r, int nh, int d, int ctx, int P, size_t target, int cap)
+{
+    r.np = (ctx + 1 + P - 1) / P;
+    r.nh = nh;
+    r.blk = (size_t)4 * P * d;
+    r.layer_bytes = (size_t)nh * r.np * r.blk;
+    r.ncopy = (int)std::min<size_t>(cap, std::max<size_t>(2, (target + r.layer_bytes - 1) / r.layer_bytes));
+    EK(r.data.alloc(r.layer_bytes * r.ncopy));
+    EK(fill16(r.data.p, r.layer_bytes * r.ncopy / 2, 1.f, 91 + ctx + nh + d, 1));
+    EK(r.ptab.alloc((size_t)r.ncopy * nh * r.np * 8));
+    for (int c = 0; c < r.ncopy; c++)
+        ptab_kernel<<<(nh * r.np + 255) / 256, 256>>>(r.ptab.as<uint64_t>() + (size_t)c * nh * r.np,
+                                                       (uint64_t)r.data.p + c * r.layer_bytes, nh, r.np, r.np, r.blk);
+    EK(r.meta.alloc((size_t)r.ncopy * nh * r.np * 2 * d * 2));
+    for (int c = 0; c < r.ncopy; c++)
+        EK(kvs_cu_quest_meta(nh, d, P, r.np, r.ptab.as<uint64_t>() + (size_t)c * nh * r.np, r.np,
+                             r.meta.as<uint16_t>() + (size_t)c * nh * r.np * 2 * d, 0));
+    EK(cudaDeviceSynchronize());
+    return 0;
+}
+
+// the completion estimate's subtracted entries of ring copy c: the pages
+// Quest chose (on copy 0), at copy c's addresses
+__global__ void sub_kernel(const int32_t *__restrict__ pages, int kp, int nh, const uint64_t *__restrict__ ptab,
+                           int ptab_stride, int P, kvs_cu_entry *__restrict__ sub)
+{
+    const int i = blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= nh * kp) return;
+    const int h = i / kp;
+    kvs_cu_entry e;
+    e.addr = ptab[(size_t)h * ptab_stride + pages[i]];
+    e.start = 0;
+    e.count = P;
+    sub[i] = e;
+}
+
+struct CTime {
+    double per = NAN;          // slope: (t(nlong) - t(nshort)) / (nlong - nshort), us per chain
+    double short_us = NAN, long_us = NAN, p10 = NAN, p90 = NAN;
+    int nodes = 0, kernels = 0;
+};
+
+// Times `chain(i, st)` (one chain instance, ring copy i) captured nshort and
+// nlong times back to back in one CUDA graph each, as the e2e step captures
+// it; the per-chain time is the slope, so the graph launch drops out.
+template <class F>
+int time_chain(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, int nshort, int nlong, int reps, F chain, CTime &out)
+{
+    double med[2];
+    for (int pass = 0; pass < 2; pass++) {
+        const int N = pass ? nlong : nshort;
+        cudaGraph_t gr;
+        cudaGraphExec_t ge;
+        EK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
+        for (int i = 0; i < N; i++)
+            if (chain(i, st)) {
+                cudaStreamEndCapture(st, &gr);
+                return -1;
+            }
+        EK(cudaStreamEndCapture(st, &gr));
+        EK(cudaGraphInstantiate(&ge, gr, 0));
+        size_t nn = 0;
+        EK(cudaGraphGetNodes(gr, nullptr, &nn));
+        std::vector<cudaGraphNode_t> nodes(nn);
+        EK(cudaGraphGetNodes(gr, nodes.data(), &nn));
+        int nk = 0;
+        for (auto nd : nodes) {
+            cudaGraphNodeType t;
+            cudaGraphNodeGetType(nd, &t);
+            nk += t == cudaGraphNodeTypeKernel;
+        }
+        std::vector<double> ev;
+        for (int r = 0; r < reps + 2; r++) {
+            EK(cudaEventRecord(e0, st));
+            EK(cudaGraphLaunch(ge, st));
+            EK(cudaEventRecord(e1, st));
+            EK(cudaStreamSynchronize(st));
+            float ms;
+            EK(cudaEventElapsedTime(&ms, e0, e1));
+            if (r >= 2) ev.push_back(ms * 1e3);
+        }
+        med[pass] = kvs_gpu_quantile(ev, 0.5);
+        if (pass) {
+            out.long_us = med[1];
+            out.p10 = kvs_gpu_quantile(ev, 0.1) / N;
+            out.p90 = kvs_gpu_quantile(ev, 0.9) / N;
+            out.nodes = (int)(nn / N);
+            out.kernels = nk / N;
+        } else {
+            out.short_us = med[0];
+        }
+        cudaGraphExecDestroy(ge);
+        cudaGraphDestroy(gr);
+    }
+    out.per = (med[1] - med[0]) / (nlong - nshort);
+    return 0;
+}
+
+} // namespace
+
+int kvs_gpu_cmd_compbench(int argc, char **argv)
+{
+    if (argc < 1) return 2;
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("SKIP kvsim-gpu compbench: no CUDA GPU\n");
+        return 77;
+    }
+    const bool quick = argc >= 2 && !strcmp(argv[1], "quick");
+    FILE *csv = fopen(argv[0], "w");
+    if (!csv) {
+        fprintf(stderr, "kvsim-gpu compbench: %s: cannot write\n", argv[0]);
+        return 1;
+    }
+    cudaStream_t st;
+    EK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
+    cudaEvent_t e0, e1;
+    EK(cudaEventCreate(&e0));
+    EK(cudaEventCreate(&e1));
+    const int P = 16, R = 64, hkv = 8, NS = 4, NL = 16, REPS = 7;
+    fprintf(csv, "kind,d,G,hkv,batch,problems,ctx,keys,pages,page,budget_frac,tokens_per_head,topk_kk,"
+                 "pages_selected,nchunk,blocks,nodes,kernel_nodes,ncopy,us,p10_us,p90_us,short_us,long_us,"
+                 "nshort,nlong,bytes,note\n");
+    // per-node cost of empty kernels in a chain (the graph's floor)
+    {
+        CTime t;
+        if (time_chain(st, e0, e1, 16, 64, 15, [](int, cudaStream_t s) {
+                empty_k<<<1, 32, 0, s>>>();
+                return (int)cudaGetLastError();
+            }, t))
+            return 1;
+        fprintf(csv, "graph_empty,0,0,0,0,0,0,0,0,0,0,0,0,0,0,1,%d,%d,0,%.3f,%.3f,%.3f,%.2f,%.2f,16,64,0,\n", t.nodes,
+                t.kernels, t.per, t.p10, t.p90, t.short_us, t.long_us);
+        printf("compbench: empty kernel node in a chain: %.3f us\n", t.per);
+    }
+    // the step's five small kernels of a layer (2 RMSNorms, RoPE + KV write,
+    // output cast, SwiGLU) at each model's geometry: what graph_kernel_ns stands for
+    for (const char *mn : {"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"})
+        for (int B : {1, 8}) {
+            const Geo *g = geo_by_name(mn);
+            Acts A;
+            if (acts_alloc(A, g, B)) return 1;
+            EK(cudaMemset(A.x.p, 0, A.x.n));
+            EK(cudaMemset(A.qkv.p, 0, A.qkv.n));
+            EK(cudaMemset(A.o.p, 0, A.o.n));
+            EK(cudaMemset(A.gu.p, 0, A.gu.n));
+            Buf w, kvd, kvp;
+            EK(w.alloc((size_t)g->hidden * 2));
+            EK(fill16(w.p, g->hidden, 1.f, 9, 0));
+            const int nh = B * g->Hkv, np = 8192 / P + 1;
+            const size_t blk = (size_t)4 * P * g->d;
+            EK(kvd.alloc((size_t)nh * np * blk));
+            EK(kvp.alloc((size_t)nh * np * 8));
+            ptab_kernel<<<(nh * np + 255) / 256, 256>>>(kvp.as<uint64_t>(), (uint64_t)kvd.p, nh, np, np, blk);
+            EK(cudaDeviceSynchronize());
+            CTime t;
+            if (time_chain(st, e0, e1, NS, NL, 15, [&](int, cudaStream_t s) {
+                    rmsnorm_kernel<<<B, 256, 0, s>>>(A.x.as<__nv_bfloat16>(), w.as<__nv_bfloat16>(), g->hidden,
+                                                     A.xn.as<__nv_bfloat16>());
+                    rope_kernel<<<B, 256, 0, s>>>(A.qkv.as<__nv_bfloat16>(), g->H, g->Hkv, g->d, 8192, P,
+                                                  kvp.as<uint64_t>(), np, A.q.as<float>());
+                    f2bf_kernel<<<64, 256, 0, s>>>(A.o.as<float>(), (size_t)B * g->H * g->d, A.obf.as<__nv_bfloat16>());
+                    rmsnorm_kernel<<<B, 256, 0, s>>>(A.x.as<__nv_bfloat16>(), w.as<__nv_bfloat16>(), g->hidden,
+                                                     A.xn.as<__nv_bfloat16>());
+                    swiglu_kernel<<<128, 256, 0, s>>>(A.gu.as<__nv_bfloat16>(), g->ffn, B, A.a.as<__nv_bfloat16>());
+                    return (int)cudaGetLastError();
+                }, t))
+                return 1;
+            fprintf(csv, "small5,%d,%d,%d,%d,%d,8192,0,%d,%d,0,0,0,0,0,%d,%d,%d,1,%.3f,%.3f,%.3f,%.2f,%.2f,%d,%d,0,%s\n",
+                    g->d, g->H / g->Hkv, g->Hkv, B, nh, np, P, 3 * B + 192, t.nodes, t.kernels, t.per, t.p10, t.p90,
+                    t.short_us, t.long_us, NS, NL, g->name);
+            printf("compbench small5 %-13s B %d: %.2f us for the 5 small kernels of a layer (%.2f us each)\n", g->name,
+                   B, t.per, t.per / 5);
+        }
+    const std::vector<int> ctxs = quick ? std::vector<int>{8192} : std::vector<int>{8192, 32768, 131072};
+    int rows = 0, bad = 0;
+    for (int d : {64, 128})
+        for (int batch : {1, 8})
+            for (int ctx : ctxs) {
+                const int nh = hkv * batch;
+                CRing ring;
+                if (cring_alloc(ring, nh, d, ctx, P, (size_t)1 << 30, NL)) return 1;
+                const int p = ctx, n = p + 1, np = ring.np;
+                const long budget = std::lround(0.01 * n);
+                // Top-K anchors as the e2e step: 4 sinks, 64 window tokens
+                const int t_a0 = 4, t_w0 = n - 64, t_w1 = n, t_kk = (int)std::max<long>(0, budget - 68);
+                const int t_stride = t_a0 + t_kk + 64;
+                // Quest / completion: page 0 and the window's pages
+                const int q_a0 = P, q_w0 = (n - 64) / P * P, q_w1 = n;
+                const int kp = (int)std::max<long>(0, (budget - q_a0 - (q_w1 - q_w0)) / P);
+                const int q_stride = q_a0 + kp * P + (q_w1 - q_w0);
+                const int nchunk = std::max(1, kp * P / 32);
+                Buf tok, ntok, pages, sub, suboff, wt, S, u, ck;
+                EK(tok.alloc((size_t)nh * std::max(t_stride, q_stride) * 4));
+                EK(ntok.alloc((size_t)nh * 4));
+                EK(pages.alloc((size_t)nh * std::max(1, kp) * 4));
+                EK(sub.alloc((size_t)ring.ncopy * nh * std::max(1, kp) * sizeof(kvs_cu_entry)));
+                {
+                    std::vector<int32_t> so(nh + 1);
+                    for (int h = 0; h <= nh; h++) so[h] = h * kp;
+                    EK(suboff.alloc(so.size() * 4));
+                    EK(cudaMemcpy(suboff.p, so.data(), so.size() * 4, cudaMemcpyHostToDevice));
+                }
+                EK(wt.alloc((size_t)hkv * d * R * 4));
+                EK(S.alloc((size_t)hkv * R * d * 4));
+                EK(u.alloc((size_t)hkv * R * 4));
+                EK(ck.alloc((size_t)hkv * 4));
+                fillf_kernel<<<256, 256>>>(wt.as<float>(), (size_t)hkv * d * R, 1.f, 31);
+                fillf_kernel<<<256, 256>>>(S.as<float>(), (size_t)hkv * R * d, 1.f, 32);
+                fillf_kernel<<<256, 256>>>(u.as<float>(), (size_t)hkv * R, 0.5f, 33);
+                EK(cudaMemset(ck.p, 0, (size_t)hkv * 4));
+                for (int G : {1, 3, 4, 8}) {
+                    const float scale = 1.0f / sqrtf((float)d);
+                    Buf q, work, part, est, o;
+                    EK(q.alloc((size_t)nh * G * d * 4));
+                    fillf_kernel<<<64, 256>>>(q.as<float>(), (size_t)nh * G * d, 0.3f, 5 + G);
+                    EK(work.alloc(std::max(kvs_cu_select_work_bytes(nh, G, n), kvs_cu_select_work_bytes(nh, G, np))));
+                    auto ptab_of = [&](int c) { return ring.ptab.as<uint64_t>() + (size_t)(c % ring.ncopy) * nh * np; };
+                    auto meta_of = [&](int c) {
+                        return ring.meta.as<uint16_t>() + (size_t)(c % ring.ncopy) * nh * np * 2 * d;
+                    };
+                    auto sub_of = [&](int c) {
+                        return sub.as<kvs_cu_entry>() + (size_t)(c % ring.ncopy) * nh * std::max(1, kp);
+                    };
+                    auto topk = [&](int c, cudaStream_t s) {
+                        return kvs_cu_topk_paged(nh, G, d, P, ptab_of(c), np, p, scale, q.as<float>(), t_a0, t_w0,
+                                                 t_kk, t_a0, t_w0, t_w1, work.p, tok.as<int32_t>(), t_stride,
+                                                 ntok.as<int32_t>(), s);
+                    };
+                    auto quest = [&](int c, cudaStream_t s) {
+                        int rc = kvs_cu_quest_pages(nh, G, d, np, meta_of(c), scale, q.as<float>(), 1, q_w0 / P, kp,
+                                                    work.p, pages.as<int32_t>(), kp, s);
+                        if (rc) return rc;
+                        return kvs_cu_quest_expand(nh, pages.as<int32_t>(), kp, P, q_a0, q_w0, q_w1, ptab_of(c), np,
+                                                   tok.as<int32_t>(), q_stride, ntok.as<int32_t>(), nullptr, s);
+                    };
+                    // sanity of both selections (counts), then Quest's pages of copy 0 for the rest
+                    int nt = -1;
+                    EK(topk(0, st));
+                    EK(cudaStreamSynchronize(st));
+                    EK(cudaMemcpy(&nt, ntok.p, 4, cudaMemcpyDeviceToHost));
+                    const bool topk_ok = nt == t_stride;
+                    EK(quest(0, st));
+                    EK(cudaStreamSynchronize(st));
+                    EK(cudaMemcpy(&nt, ntok.p, 4, cudaMemcpyDeviceToHost));
+                    const bool quest_ok = nt == q_stride;
+                    if (kp > 0)
+                        for (int c = 0; c < ring.ncopy; c++)
+                            sub_kernel<<<(nh * kp + 255) / 256, 256, 0, st>>>(pages.as<int32_t>(), kp, nh, ptab_of(c),
+                                                                             np, P, sub_of(c));
+                    EK(cudaStreamSynchronize(st));
+                    kvs_cu_attn_shape sh = {batch, hkv, G, d, P, scale, kvs_cu_dec_nsplit(d, nh, q_stride)};
+                    EK(part.alloc(kvs_cu_part_floats(&sh) * 4));
+                    EK(o.alloc((size_t)nh * G * d * 4));
+                    kvs_cu_est_args ea;
+                    ea.R = R;
+                    ea.nchunk = nchunk;
+                    ea.wt = wt.as<float>();
+                    ea.S = S.as<float>();
+                    ea.u = u.as<float>();
+                    ea.ck = ck.as<float>();
+                    ea.sub_off = suboff.as<int32_t>();
+                    EK(est.alloc(kvs_cu_est_floats(&sh, &ea) * 4));
+                    auto estimate = [&](int c, cudaStream_t s) {
+                        kvs_cu_est_args e = ea;
+                        e.sub = sub_of(c);
+                        return kvs_cu_completion_est(&sh, &e, q.as<float>(), est.as<float>(), s);
+                    };
+                    EK(estimate(0, st));   // once outside a capture (sets its shared-memory limit)
+                    EK(cudaStreamSynchronize(st));
+                    auto attn = [&](int c, cudaStream_t s, bool with_est) {
+                        if (with_est) {
+                            int rc = estimate(c, s);
+                            if (rc) return rc;
+                        }
+                        kvs_cu_paged pa;
+                        pa.shape = sh;
+                        pa.ptab = ptab_of(c);
+                        pa.ptab_stride = np;
+                        pa.tok = tok.as<int32_t>();
+                        pa.tok_stride = q_stride;
+                        pa.ntok = ntok.as<int32_t>();
+                        pa.ntok_all = 0;
+                        int rc = kvs_cu_attn_paged_partial(&pa, q.as<float>(), part.as<float>(), s);
+                        if (rc) return rc;
+                        return kvs_cu_attn_combine(&sh, part.as<float>(), with_est ? est.as<float>() : nullptr,
+                                                   nchunk, o.as<float>(), nullptr, nullptr, s);
+                    };
+                    struct Job {
+                        const char *kind;
+                        int which;
+                    } jobs[] = {{"topk", 0}, {"quest", 1}, {"estimate", 2}, {"attn_sel", 3}, {"attn_sel_est", 4}};
+                    for (const Job &j : jobs) {
+                        CTime t;
+                        int rc;
+                        if (j.which == 0) rc = time_chain(st, e0, e1, NS, NL, REPS, topk, t);
+                        else if (j.which == 1) rc = time_chain(st, e0, e1, NS, NL, REPS, quest, t);
+                        else if (j.which == 2) rc = time_chain(st, e0, e1, NS, NL, REPS, estimate, t);
+                        else if (j.which == 3)
+                            rc = time_chain(st, e0, e1, NS, NL, REPS,
+                                            [&](int c, cudaStream_t s) { return attn(c, s, false); }, t);
+                        else
+                            rc = time_chain(st, e0, e1, NS, NL, REPS,
+                                            [&](int c, cudaStream_t s) { return attn(c, s, true); }, t);
+                        if (rc) return 1;
+                        // keys, bytes, blocks of the chain as kvsim counts them (kvs_gpu.h)
+                        double keys = 0, bytes = 0;
+                        long blocks = 0;
+                        int toks = 0;
+                        if (j.which == 0) {
+                            keys = (double)nh * n;
+                            bytes = (double)nh * n * ((double)d * 2 + 4.0 * G * 3 + 4.0 * 6);
+                            blocks = (long)((n + 63) / 64) * nh;
+                            toks = t_stride;
+                        } else if (j.which == 1) {
+                            keys = (double)nh * np;
+                            bytes = (double)nh * np * (2.0 * d * 2 + 4.0 * G * 3 + 4.0 * 6);
+                            blocks = (long)((np + 63) / 64) * nh;
+                            toks = q_stride;
+                        } else if (j.which == 2) {
+                            keys = (double)nh * kp * P;   // tokens whose feature terms are subtracted
+                            bytes = (double)nh * kp * P * 2 * d * 2 + (double)hkv * 4 * (2.0 * R * d + R);
+                            blocks = (long)(nchunk + 1) * nh;
+                            toks = kp * P;
+                        } else {
+                            keys = (double)nh * q_stride;
+                            bytes = (double)nh * q_stride * 2 * d * 2;
+                            blocks = (long)sh.nsplit * nh;
+                            toks = q_stride;
+                        }
+                        const bool ok = j.which == 0 ? topk_ok : quest_ok;
+                        bad += !ok;
+                        fprintf(csv, "%s,%d,%d,%d,%d,%d,%d,%.0f,%d,%d,0.01,%d,%d,%d,%d,%ld,%d,%d,%d,%.3f,%.3f,%.3f,"
+                                     "%.2f,%.2f,%d,%d,%.0f,%s\n",
+                                j.kind, d, G, hkv, batch, nh, ctx, keys, np, P, toks, t_kk, kp, nchunk, blocks, t.nodes,
+                                t.kernels, ring.ncopy, t.per, t.p10, t.p90, t.short_us, t.long_us, NS, NL, bytes,
+                                ok ? "" : "BAD_COUNT");
+                        printf("compbench %-12s d %3d G %d problems %2d ctx %6d: %9.2f us per chain (%d nodes, "
+                               "%ld blocks)%s\n",
+                               j.kind, d, G, nh, ctx, t.per, t.nodes, blocks, ok ? "" : "  BAD COUNT");
+                        fflush(stdout);
+                        rows++;
+                    }
+                }
+            }
+    fclose(csv);
+    cudaStreamDestroy(st);
+    printf("compbench: %d rows, %s\n", rows, bad ? "SOME SELECTION COUNTS BAD" : "all selection counts ok");
+    return bad ? 1 : 0;
 }

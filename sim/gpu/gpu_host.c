@@ -30,6 +30,14 @@
  *       graph-mode step model (kvs_gpu.h); every 4th step row is the training
  *       set of the fitted keys, the others are held out; prints median/max
  *       |error| of both sets.
+ *   kvsim-gpu-host predict-parts COMPBENCH.csv OUT.csv [--hw CFG] [--set key=value]...
+ *                  [--fit topk,quest,completion]
+ *       the parts of a step measured alone by `kvsim-gpu compbench` (the
+ *       selection chains, the completion estimate's cost in the attention
+ *       chain; as checks the estimate kernel alone, the attention pair and
+ *       the small kernels), predicted by the same functions; prints
+ *       median/max |error| per part (the estimate and selection keys are
+ *       fitted to the --fit parts: scripts/fit_e2e.py --parts).
  *   kvsim-gpu-host selftest
  *       the model against hand-computed timings (exit 0/1).
  *
@@ -894,13 +902,42 @@ static int cmd_cpucheck(int argc, char **argv)
     return fails ? 1 : 0;
 }
 
+/* One layer's decode attention of the e2e step and of compbench as kvsim
+ * counts it: `problems` (sequence, KV head) pairs reading `toks` tokens each
+ * through pages of P; completion adds the fp32 summary (R features) and the
+ * estimate kernel (kvs_gpu.h). */
+static kvs_gpu_attn step_attn(int problems, double toks, int P, int d, int G, int comp)
+{
+    const int R = 64;
+    kvs_gpu_attn a = {.problems = problems,
+                      .entries = (int64_t)ceil(toks / P),
+                      .rows = (int64_t)ceil(toks / P) * P,
+                      .bytes = toks * 2.0 * d * 2 * problems + (comp ? problems * 4.0 * (R * d + R) : 0),
+                      .flops = toks * 4.0 * d * G * problems,
+                      .completion = comp,
+                      .tokens = toks * problems,
+                      .features = R,
+                      .head_dim = d,
+                      .group = G,
+                      .nsplit = 0};
+    return a;
+}
+
+/* A Quest chain's nodes: all 8, or the 4 that run when no page is chosen
+ * (the budget is all anchors: pages_selected 0). */
+static int quest_nodes(double pages_selected)
+{
+    return pages_selected > 0 ? KVS_GPU_QUEST_NODES : KVS_GPU_QUEST_NODES_NOSEL;
+}
+
 /* ---- predict-e2e: whole decode steps (kvsim-gpu e2e) ------------------------------
  * Every step row of E2E.csv predicted with kvsim's graph-mode step model
  * (kvs_gpu.h): L x (attention + the rest of the layer + selection + fetch) +
  * LM head (which carries the step's graph launch).  Rows with index % 4 == 0
- * (in file order, step rows only) form the training set of the fitted keys
- * (graph_kernel_ns, select_*_ns, estimate_fixed_ns: at most a quarter of the rows);
- * the others are held out.  OUT.csv: the row's configuration, measured and
+ * (in file order, step rows only) form the training set of the one key
+ * fitted to steps (graph_kernel_ns: at most a quarter of the rows); the
+ * others are held out.  The estimate and selection figures are measured by
+ * compbench (predict-parts).  OUT.csv: the row's configuration, measured and
  * predicted us, error, set. */
 static int cmd_predict_e2e(int argc, char **argv)
 {
@@ -943,7 +980,8 @@ static int cmd_predict_e2e(int argc, char **argv)
             csv_free(&c);
             return 1;
         }
-    static const char *const num_e2e[] = {"ctx", "batch", "tokens_per_head", "page", "step_us", "fetched_bytes"};
+    static const char *const num_e2e[] = {"ctx", "batch", "tokens_per_head", "pages_selected", "page", "step_us",
+                                          "fetched_bytes"};
     if (csv_numeric(&c, num_e2e, sizeof num_e2e / sizeof *num_e2e, "step", err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         csv_free(&c);
@@ -971,26 +1009,16 @@ static int cmd_predict_e2e(int argc, char **argv)
         const double n = cd(&c, r, "ctx") + 1, toks = cd(&c, r, "tokens_per_head");
         const char *meth = cs(&c, r, "method");
         const int G = m.n_heads / m.n_kv_heads, d = m.head_dim, problems = m.n_kv_heads * B;
-        const int comp = !strcmp(meth, "completion"), R = 64;
-        kvs_gpu_attn a = {.problems = problems,
-                          .entries = (int64_t)ceil(toks / P),
-                          .rows = (int64_t)ceil(toks / P) * P,
-                          .bytes = toks * 2.0 * d * 2 * problems + (comp ? problems * 4.0 * (R * d + R) : 0),
-                          .flops = toks * 4.0 * d * G * problems,
-                          .completion = comp,
-                          .tokens = toks * problems,
-                          .features = R,
-                          .head_dim = d,
-                          .group = G,
-                          .nsplit = 0};
+        const int comp = !strcmp(meth, "completion");
+        kvs_gpu_attn a = step_attn(problems, toks, P, d, G, comp);
         int64_t t_layer = kvs_gpu_attn_ns(&hw, &a) + kvs_gpu_layer_rest_ns(&hw, &m, B, NULL);
         if (!strcmp(meth, "topk"))
             t_layer += kvs_gpu_select_ns(&hw, KVS_GPU_TOPK_NODES, kvs_gpu_topk_select_bytes(problems, n, d, G, 2),
-                                         problems * n, hw.gpu.select_key_ns);
+                                         problems * n, kvs_gpu_select_ns_per_key(&hw, 0, d, G));
         else if (!strcmp(meth, "quest") || comp)
-            t_layer += kvs_gpu_select_ns(&hw, KVS_GPU_QUEST_NODES,
+            t_layer += kvs_gpu_select_ns(&hw, quest_nodes(cd(&c, r, "pages_selected")),
                                          kvs_gpu_quest_select_bytes(problems, ceil(n / P), d, G, 2),
-                                         problems * ceil(n / P), hw.gpu.select_page_ns);
+                                         problems * ceil(n / P), kvs_gpu_select_ns_per_key(&hw, 1, d, G));
         if (!strcmp(cs(&c, r, "mechanism"), "gather_kernel")) {
             const double fb = cd(&c, r, "fetched_bytes") / m.n_layers;
             t_layer += (int64_t)llround(hw.gpu.graph_kernel_ns) + (int64_t)ceil(fb / kvs_hw_gather_kernel_bw(&hw) * 1e9);
@@ -1022,17 +1050,166 @@ static int cmd_predict_e2e(int argc, char **argv)
     return 0;
 }
 
+/* ---- predict-parts: the step's parts alone (kvsim-gpu compbench) ------------------
+ * Every row of COMPBENCH.csv predicted by the same kvs_gpu functions that
+ * predict-e2e uses for a layer:
+ *   topk, quest  the selection chain (kvs_gpu_select_ns; Quest with no page
+ *                to choose: KVS_GPU_QUEST_NODES_NOSEL nodes);
+ *   completion   the estimate kernel's cost in the attention chain: measured
+ *                attn_sel_est - attn_sel of the same shape, predicted
+ *                kvs_gpu_attn_ns with completion less without;
+ *   estimate     the estimate kernel alone (check: same prediction);
+ *   attn_sel     partial + combine over Quest's token list in the graph
+ *                (check: kvs_gpu_attn_ns);
+ *   small5       the step's 5 small kernels of a layer (check: 5·graph_kernel_ns).
+ * The kinds named by --fit (default topk,quest,completion) are the ones the
+ * graph-mode estimate and selection keys are fitted to (scripts/fit_e2e.py
+ * --parts); KVSIM_FIT_TRACE=1 prints their mean squared relative error.
+ * OUT.csv: kind, shape, measured and predicted us, error. */
+static int cmd_predict_parts(int argc, char **argv)
+{
+    if (argc < 4) return 2;
+    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg", *fit = "topk,quest,completion";
+    char err[512];
+    kvs_hw hw;
+    int nsets = 0;
+    char *sets[32];
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--hw") && i + 1 < argc) hwpath = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 32) sets[nsets++] = argv[++i];
+        else if (!strcmp(argv[i], "--fit") && i + 1 < argc) fit = argv[++i];
+        else {
+            fprintf(stderr, "kvsim-gpu-host predict-parts: unknown argument '%s'\n", argv[i]);
+            return 2;
+        }
+    }
+    if (kvs_hw_load(hwpath, NULL, NULL, 0, &hw, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    int src = apply_sets(&hw, NULL, sets, nsets);
+    if (src) return src;
+    if (!hw.gpu.step_graph) {
+        fprintf(stderr, "kvsim-gpu-host predict-parts: %s: gpu.step_graph is 0 (compbench times CUDA graphs)\n",
+                hwpath);
+        return 1;
+    }
+    csv_t c;
+    if (csv_read(meas, &c, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    static const char *const need_p[] = {"kind", "d", "G", "problems", "ctx", "keys", "pages", "page",
+                                         "tokens_per_head", "pages_selected", "us"};
+    for (size_t i = 0; i < sizeof need_p / sizeof *need_p; i++)
+        if (col(&c, need_p[i]) < 0) {
+            fprintf(stderr, "kvsim-gpu-host: %s: no column '%s' (not a kvsim-gpu compbench file)\n", meas, need_p[i]);
+            csv_free(&c);
+            return 1;
+        }
+    if (csv_numeric(&c, need_p + 1, sizeof need_p / sizeof *need_p - 1, NULL, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        csv_free(&c);
+        return 1;
+    }
+    FILE *f = fopen(out, "w");
+    if (!f) {
+        fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);
+        csv_free(&c);
+        return 1;
+    }
+    fprintf(f, "part,d,G,problems,ctx,tokens_per_head,measured_us,predicted_us,err_pct,role\n");
+    enum { NK = 6 };
+    static const char *const kinds[NK] = {"topk", "quest", "completion", "estimate", "attn_sel", "small5"};
+    double *e[NK];
+    int ne[NK] = {0}, rc = 0, nfit = 0;
+    double sq = 0;
+    for (int k = 0; k < NK; k++) e[k] = malloc(sizeof(double) * (size_t)(c.nrow + 1));
+    for (int r = 0; r < c.nrow; r++) {
+        const char *kind = cs(&c, r, "kind");
+        int k = -1;
+        for (int j = 0; j < NK; j++)
+            if (!strcmp(kind, kinds[j]) || (j == 2 && !strcmp(kind, "attn_sel_est"))) k = j;
+        if (k < 0) continue;   /* graph_empty: the graph's floor, no model term of its own */
+        const int d = (int)cd(&c, r, "d"), G = (int)cd(&c, r, "G"), problems = (int)cd(&c, r, "problems");
+        const int P = (int)cd(&c, r, "page");
+        const double toks = cd(&c, r, "tokens_per_head"), n = cd(&c, r, "ctx") + 1;
+        double mus = cd(&c, r, "us"), pns = 0;
+        if (k == 0)
+            pns = (double)kvs_gpu_select_ns(&hw, KVS_GPU_TOPK_NODES, kvs_gpu_topk_select_bytes(problems, n, d, G, 2),
+                                            problems * n, kvs_gpu_select_ns_per_key(&hw, 0, d, G));
+        else if (k == 1)
+            pns = (double)kvs_gpu_select_ns(&hw, quest_nodes(cd(&c, r, "pages_selected")),
+                                            kvs_gpu_quest_select_bytes(problems, cd(&c, r, "pages"), d, G, 2),
+                                            problems * cd(&c, r, "pages"), kvs_gpu_select_ns_per_key(&hw, 1, d, G));
+        else if (k == 2 || k == 3) {
+            if (k == 2) {   /* the estimate's share of the chain: less attn_sel of the same shape */
+                int base = -1;
+                for (int q = 0; q < c.nrow && base < 0; q++)
+                    if (!strcmp(cs(&c, q, "kind"), "attn_sel") && cd(&c, q, "d") == d && cd(&c, q, "G") == G &&
+                        cd(&c, q, "problems") == problems && cd(&c, q, "ctx") == cd(&c, r, "ctx"))
+                        base = q;
+                if (base < 0) {
+                    fprintf(stderr, "kvsim-gpu-host: %s:%d: attn_sel_est without the attn_sel row of its shape\n",
+                            meas, c.line[r]);
+                    rc = 1;
+                    break;
+                }
+                mus -= cd(&c, base, "us");
+            }
+            kvs_gpu_attn a1 = step_attn(problems, toks, P, d, G, 1), a0 = step_attn(problems, toks, P, d, G, 0);
+            pns = (double)(kvs_gpu_attn_ns(&hw, &a1) - kvs_gpu_attn_ns(&hw, &a0));
+        } else if (k == 4) {
+            kvs_gpu_attn a0 = step_attn(problems, toks, P, d, G, 0);
+            pns = (double)kvs_gpu_attn_ns(&hw, &a0);
+        } else {
+            pns = 5 * hw.gpu.graph_kernel_ns;
+        }
+        const double pus = pns / 1e3, er = 100 * (pus - mus) / mus;
+        /* a kind is fitted when --fit names it (comma-separated list) */
+        int fitted = 0;
+        for (const char *s = fit; *s;) {
+            size_t l = strcspn(s, ",");
+            if (l == strlen(kinds[k]) && !strncmp(s, kinds[k], l)) fitted = 1;
+            s += l + (s[l] == ',');
+        }
+        e[k][ne[k]++] = fabs(er);
+        if (fitted) {
+            sq += er * er;
+            nfit++;
+        }
+        fprintf(f, "%s,%d,%d,%d,%s,%s,%.3f,%.3f,%.2f,%s\n", kinds[k], d, G, problems, cs(&c, r, "ctx"),
+                cs(&c, r, "tokens_per_head"), mus, pus, er, fitted ? "fit" : "check");
+    }
+    fclose(f);
+    csv_free(&c);
+    if (!rc) {
+        if (getenv("KVSIM_FIT_TRACE")) printf("train_mse %.4f\n", nfit ? sq / nfit : 0.0);
+        for (int k = 0; k < NK; k++) {
+            if (!ne[k]) continue;
+            double mx = 0;
+            for (int i = 0; i < ne[k]; i++) mx = fmax(mx, e[k][i]);
+            const double md = median(e[k], ne[k]);
+            printf("predict-parts: %-10s %3d rows (median %.1f%%, max %.1f%%)\n", kinds[k], ne[k], md, mx);
+        }
+    }
+    for (int k = 0; k < NK; k++) free(e[k]);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
     int rc = 2;
     if (argc >= 2 && !strcmp(argv[1], "predict")) rc = cmd_predict(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "import")) rc = cmd_import(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "predict-e2e")) rc = cmd_predict_e2e(argc, argv);
+    else if (argc >= 2 && !strcmp(argv[1], "predict-parts")) rc = cmd_predict_parts(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "selftest")) rc = cmd_selftest(argc, argv);
     else if (argc >= 2 && !strcmp(argv[1], "cpucheck")) rc = cmd_cpucheck(argc, argv);
     if (rc == 2)
         fprintf(stderr, "usage: kvsim-gpu-host predict MEASURED.csv OUT.csv [--hw CFG] [--calib BENCH.csv] "
                         "[--set k=v]... | predict-e2e E2E.csv OUT.csv [--hw CFG] [--set k=v]... | "
+                        "predict-parts COMPBENCH.csv OUT.csv [--hw CFG] [--set k=v]... [--fit KINDS] | "
                         "import MEASURED.csv DB [PREDICTED.csv] | cpucheck DIR... | selftest [CFG]\n");
     return rc;
 }

@@ -12,6 +12,7 @@
 //   kvsim-gpu bench OUT.csv TORCH.csv  = attnbench: the decode kernel beside PyTorch SDPA
 //   kvsim-gpu attnbench OUT.csv [TORCH.csv]   (gpu_e2e.h)
 //   kvsim-gpu e2e OUT.csv [quick]      whole decode steps in one CUDA graph (gpu_e2e.h)
+//   kvsim-gpu compbench OUT.csv [quick] selection chains and completion estimate alone (gpu_e2e.h)
 //   kvsim-gpu fidelity OUT.csv [quick] measured step latency of the configurations
 //
 // Exit: 0 ok, 1 failure (a check out of tolerance, a CUDA error, bad input),
@@ -1151,7 +1152,8 @@ int main(int argc, char **argv)
 {
     if (argc < 2) {
         fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n"
-                        "       | bench OUT.csv TORCH.csv | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick]\n");
+                        "       | bench OUT.csv TORCH.csv | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick]\n"
+                        "       | compbench OUT.csv [quick]\n");
         return 2;
     }
     std::string cmd = argv[1];
@@ -1164,7 +1166,8 @@ int main(int argc, char **argv)
     if (cmd == "fidelity" && argc >= 3) return cmd_fidelity(argv[2], argc > 3 && !strcmp(argv[3], "quick"));
     if (cmd == "attnbench" && argc >= 3) return kvs_gpu_cmd_attnbench(argc - 2, argv + 2);
     if (cmd == "e2e" && argc >= 3) return kvs_gpu_cmd_e2e(argc - 2, argv + 2);
+    if (cmd == "compbench" && argc >= 3) return kvs_gpu_cmd_compbench(argc - 2, argv + 2);
     fprintf(stderr, "usage: kvsim-gpu probe | selftest | check DIR... | bench OUT.csv | fidelity OUT.csv [quick]\n"
-                    "       | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick]\n");
+                    "       | attnbench OUT.csv [TORCH.csv] | e2e OUT.csv [quick] | compbench OUT.csv [quick]\n");
     return 2;
 }
