@@ -2,34 +2,42 @@
 """fit_e2e.py — fit keys of kvsim's graph-mode step model by coordinate
 descent on a mean squared relative error, in two modes:
 
-  steps (default): the training quarter of the e2e rows (kvsim-gpu-host
-      predict-e2e's rule: every 4th step row in file order); held-out rows
-      play no part in the fit.  Only graph_kernel_ns is fitted to steps now;
-      when it is, graph_attn_fixed_ns follows it as attnbench's measured
-      intercept of the attention pair less the pair's two graph_kernel_ns
-      (ATTN_PAIR_NS), so that the attention stays as measured.
   --parts COMPBENCH.csv: the rows of `kvsim-gpu compbench` (kvsim-gpu-host
-      predict-parts), the kinds named by --fit (default topk,quest,completion):
-      the estimate and selection keys are fitted to these measurements of
-      each part alone, not to steps.
+      predict-parts), the kinds named by --fit (default all of them:
+      topk,quest,completion,attn_sel,attn_full,small5): the selection,
+      estimate, attention-pair and small-kernel keys are fitted to these
+      measurements of each part alone in a CUDA graph, not to steps.  Fit
+      one group at a time (--fit topk,quest | completion | attn_sel,attn_full
+      | small5): the groups share no key.
+  steps (E2E.csv): the training quarter of the e2e rows (kvsim-gpu-host
+      predict-e2e's rule: every 4th step row in file order); held-out rows
+      play no part in the fit.  No key is fitted to steps by default now
+      (every figure of the step is measured alone); --keys names any to
+      fit, e.g. to test whether the steps ask for a different value.
 
-usage: scripts/fit_e2e.py KVSIM_GPU_HOST E2E.csv [--hw CFG] [--keys k1,k2,...]
-       scripts/fit_e2e.py KVSIM_GPU_HOST --parts COMPBENCH.csv [--fit KINDS] [--hw CFG] [--keys ...]
+usage: scripts/fit_e2e.py KVSIM_GPU_HOST --parts COMPBENCH.csv [--fit KINDS] [--hw CFG] [--keys ...]
+       scripts/fit_e2e.py KVSIM_GPU_HOST E2E.csv --keys k1,k2,... [--hw CFG]
 Starts from START below (the other keys at the config's values).
 Prints the fitted values (as --set arguments) and the summary with them.
 Exit 1 with a message when kvsim-gpu-host fails."""
 import os, subprocess, sys
 
-ATTN_PAIR_NS = 16336.0   # attnbench intercept of partial + combine (sim/hw/parts/h200_pcie5_gpu.inc)
-START = {"gpu.graph_kernel_ns": 2750.0, "gpu.select_node_ns": 2500.0, "gpu.select_key_ns": 0.3,
-         "gpu.select_key_dg_ns": 0.0002, "gpu.select_page_ns": 0.3, "gpu.select_page_dg_ns": 0.0005,
-         "gpu.graph_estimate_fixed_ns": 2000.0, "gpu.graph_estimate_dim_ns": 100.0,
-         "gpu.graph_estimate_flops_per_s": 1e13}
-STEP_KEYS = ["gpu.graph_kernel_ns"]
+START = {"gpu.graph_kernel_ns": 2750.0, "gpu.graph_kernel_hidden_ns": 0.5, "gpu.select_node_ns": 2500.0,
+         "gpu.select_key_ns": 0.3, "gpu.select_key_dg_ns": 0.0002, "gpu.select_page_ns": 0.3,
+         "gpu.select_page_dg_ns": 0.0005, "gpu.graph_estimate_fixed_ns": 2000.0,
+         "gpu.graph_estimate_dim_ns": 100.0, "gpu.graph_estimate_flops_per_s": 1e13,
+         "gpu.graph_attn_fixed_ns": 7500.0, "gpu.graph_attn_bw_efficiency": 1.0,
+         "gpu.graph_attn_ramp_ns": 5000.0, "gpu.graph_attn_ramp_bytes": 3e7}
+STEP_KEYS = []
 PART_KEYS = {"topk": ["gpu.select_node_ns", "gpu.select_key_ns", "gpu.select_key_dg_ns"],
              "quest": ["gpu.select_node_ns", "gpu.select_page_ns", "gpu.select_page_dg_ns"],
              "completion": ["gpu.graph_estimate_fixed_ns", "gpu.graph_estimate_dim_ns",
-                            "gpu.graph_estimate_flops_per_s"]}
+                            "gpu.graph_estimate_flops_per_s"],
+             "attn_sel": ["gpu.graph_attn_fixed_ns", "gpu.graph_attn_bw_efficiency", "gpu.graph_attn_ramp_ns",
+                          "gpu.graph_attn_ramp_bytes"],
+             "attn_full": ["gpu.graph_attn_fixed_ns", "gpu.graph_attn_bw_efficiency", "gpu.graph_attn_ramp_ns",
+                           "gpu.graph_attn_ramp_bytes"],
+             "small5": ["gpu.graph_kernel_ns", "gpu.graph_kernel_hidden_ns"]}
 
 
 def main():
@@ -38,7 +46,8 @@ def main():
         print(__doc__, file=sys.stderr)
         return 2
     exe = a.pop(0)
-    hw, keys, parts, fit, data = "sim/hw/h200_pcie5.cfg", None, None, "topk,quest,completion", None
+    hw, keys, parts, fit, data = "sim/hw/h200_pcie5.cfg", None, None, \
+        "topk,quest,completion,attn_sel,attn_full,small5", None
     while a:
         if a[0] == "--hw" and len(a) > 1: hw = a[1]; a = a[2:]
         elif a[0] == "--keys" and len(a) > 1: keys = a[1].split(","); a = a[2:]
@@ -53,6 +62,9 @@ def main():
         return 2
     if keys is None:
         keys = STEP_KEYS if parts is None else sorted({k for f in fit.split(",") for k in PART_KEYS.get(f, [])})
+    if not keys:
+        print("fit_e2e.py: no key to fit (steps: name them with --keys)", file=sys.stderr)
+        return 2
     for k in keys:
         if k not in START:
             print("fit_e2e.py: %s is not a fitted key (%s)" % (k, ", ".join(START)), file=sys.stderr)
@@ -63,8 +75,6 @@ def main():
 
     def run(p):
         sets = dict(p)
-        if "gpu.graph_kernel_ns" in sets:
-            sets["gpu.graph_attn_fixed_ns"] = max(0.0, ATTN_PAIR_NS - 2 * sets["gpu.graph_kernel_ns"])
         if parts is None: cmd = [exe, "predict-e2e", data, out, "--hw", hw]
         else: cmd = [exe, "predict-parts", parts, out, "--hw", hw, "--fit", fit]
         for k, v in sets.items(): cmd += ["--set", "%s=%.8g" % (k, v)]
@@ -92,8 +102,6 @@ def main():
         if not improved and all(s <= 0.002 for s in step.values()):
             break
     os.unlink(out)
-    if "gpu.graph_kernel_ns" in p:
-        p["gpu.graph_attn_fixed_ns"] = max(0.0, ATTN_PAIR_NS - 2 * p["gpu.graph_kernel_ns"])
     print(" ".join("--set %s=%.4g" % kv for kv in p.items()))
     print("fitted mse %.3f (%%^2)\n%s" % (best, summ))
     return 0

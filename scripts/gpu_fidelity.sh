@@ -58,6 +58,10 @@ cat $BIN/*.log | grep -E 'error|warning|spill stores' | sort | uniq -c | tee -a 
 "$NVCC" -arch=sm_90 -o $BIN/kvsim-gpu $BIN/*.o -lcublas 2>&1 | tee -a "$log"
 [ -x $BIN/kvsim-gpu ] || { echo "build failed" | tee -a "$log"; cat $BIN/*.log | grep -B2 -A3 error | tee -a "$log"; exit 1; }
 echo "build took $(( $(date +%s) - t0 )) s" | tee -a "$log"
+# registers of the completion estimate's instantiations (FIDELITY.md: the G = 1/3
+# builds were slower per block before their k' rows were read as float4)
+grep -A4 "Compiling entry function '_Z10est_kernel" $BIN/kvs_cuda_attn.cu.log | grep -E "Compiling|Used" |
+  sed -E "s/.*est_kernelILi([0-9]+)ELi([0-9]+)E.*/est_kernel d \1 G \2:/; s/ptxas info *: //" | paste -d' ' - - | tee -a "$log"
 
 say "selftest (random inputs vs double reference)"
 if [ -n "${SKIP_CHECKS:-}" ]; then

@@ -76,11 +76,21 @@ int64_t kvs_gpu_attn_waves(const kvs_hw *hw, const kvs_gpu_attn *a) {
     return (blocks + resident - 1) / resident;
 }
 
+double kvs_gpu_graph_small_ns(const kvs_hw *hw, double hidden) {
+    assert(hidden >= 0);
+    return hw->gpu.graph_kernel_ns + hw->gpu.graph_kernel_hidden_ns * hidden;
+}
+
 static int64_t attn_graph_ns(const kvs_hw *hw, const kvs_gpu_attn *a) {
-    /* partial + combine; the completion estimate kernel is charged whole below (its node included) */
-    double fixed = 2 * hw->gpu.graph_kernel_ns + hw->gpu.graph_attn_fixed_ns;
+    /* partial + combine whole, their two graph nodes included (measured in the
+     * graph: compbench attn_sel, attn_full); the completion estimate kernel is
+     * charged whole below (its node included) */
+    double fixed = hw->gpu.graph_attn_fixed_ns;
     double t_mem = a->bytes / (hw->gpu.graph_attn_bw_efficiency * hw->gpu.hbm_bw_bytes_per_s) * 1e9;
     double var = fmax(t_mem, a->flops / hw->gpu.flops_per_s * 1e9);
+    /* the pair's ramp: a read of a few MB (a token list) costs the fixed part
+     * alone, one of >= graph_attn_ramp_bytes (a full context) ramp_ns more */
+    var += hw->gpu.graph_attn_ramp_ns * fmin(1.0, a->bytes / hw->gpu.graph_attn_ramp_bytes);
     if (a->completion) {
         /* the estimate kernel's per-block work is R·d: a fixed part plus one per head_dim element */
         fixed += hw->gpu.graph_estimate_fixed_ns + hw->gpu.graph_estimate_dim_ns * (a->head_dim > 0 ? a->head_dim : 0);
@@ -116,14 +126,16 @@ int64_t kvs_gpu_layer_rest_ns(const kvs_hw *hw, const kvs_model *m, int batch, d
         int wb = m->weight_bytes;
         return kvs_gpu_gemv_ns(hw, qd + 2 * kvd, h, wb, batch) + kvs_gpu_gemv_ns(hw, h, qd, wb, batch) +
                kvs_gpu_gemv_ns(hw, 2.0 * m->ffn, h, wb, batch) + kvs_gpu_gemv_ns(hw, h, m->ffn, wb, batch) +
-               (int64_t)llround(5 * hw->gpu.graph_kernel_ns);
+               (int64_t)llround(5 * kvs_gpu_graph_small_ns(hw, m->hidden));
     }
     return kvs_gpu_kernel_ns(hw, b, 2.0 * p * batch);
 }
 
 int64_t kvs_gpu_lm_head_ns(const kvs_hw *hw, const kvs_model *m, int batch, double *bytes) {
     double p = (double)m->vocab * m->hidden;
-    int64_t launch = hw->gpu.step_graph ? (int64_t)llround(hw->gpu.graph_launch_ns + 2 * hw->gpu.graph_kernel_ns) : 0;
+    /* graph mode: the step's launch + sync, the embedding and the final RMSNorm */
+    int64_t launch =
+        hw->gpu.step_graph ? (int64_t)llround(hw->gpu.graph_launch_ns + 2 * kvs_gpu_graph_small_ns(hw, m->hidden)) : 0;
     if (p <= 0) {
         if (bytes) *bytes = 0;
         return launch;

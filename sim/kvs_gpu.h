@@ -31,14 +31,19 @@
  * Graph mode (gpu.step_graph = 1; reports/fidelity/FIDELITY.md, "Whole
  * decode steps"): the step is one CUDA graph, as serving engines run it and
  * as `kvsim-gpu e2e` measures it.  Then
- *   attention  = 2·graph_kernel_ns + graph_attn_fixed_ns (partial + combine)
+ *   attention  = graph_attn_fixed_ns (partial + combine whole, their two nodes included)
+ *                + graph_attn_ramp_ns·min(1, bytes / graph_attn_ramp_bytes)
  *                + max(bytes / (graph_attn_bw_efficiency·hbm_bw), flops / flops_per_s)
  *                [completion: + the estimate kernel whole, its graph node included:
  *                 graph_estimate_fixed_ns + graph_estimate_dim_ns·head_dim
  *                 + tokens·2·R·(d + g) / graph_estimate_flops_per_s (0: no such term)]
- *   rest       = Σ over qkv, o, gate_up, down of kvs_gpu_gemv_ns + 5·graph_kernel_ns
+ *                (the ramp: a token list of a few MB costs the fixed part alone, a
+ *                whole context of >= ramp_bytes the fixed part + ramp_ns, as measured)
+ *   small      = graph_kernel_ns + graph_kernel_hidden_ns·hidden (kvs_gpu_graph_small_ns:
+ *                one of the step's hidden-sized small kernels)
+ *   rest       = Σ over qkv, o, gate_up, down of kvs_gpu_gemv_ns + 5·small
  *                (2 RMSNorms, RoPE + KV write, output cast, SwiGLU)
- *   LM head    = graph_launch_ns (the step's one launch + sync) + 2·graph_kernel_ns
+ *   LM head    = graph_launch_ns (the step's one launch + sync) + 2·small
  *                (embedding, final norm) + kvs_gpu_gemv_ns(vocab × hidden)
  *   GEMV       = gemv_fixed_ns [+ gemv_splitk_ns when rows <= cols: cuBLAS adds a
  *                split-K reduction kernel] + weight bytes / (eff(bytes)·hbm_bw), eff piecewise
@@ -52,10 +57,11 @@
  * every problem: max(bytes / hbm_bw, keys·ns_per_key), ns_per_key
  * (kvs_gpu_select_ns_per_key) = select_key_ns + select_key_dg_ns·d·G for Top-K's
  * tokens, select_page_ns + select_page_dg_ns·d·G for Quest's pages (scoring a
- * key is G dot products of length d).  The graph-mode figures of the
- * estimate and selection (graph_estimate_*, select_*) are measured by
- * `kvsim-gpu compbench` (each chain alone in a CUDA graph), as attention's
- * by attnbench; graph_kernel_ns is the one figure fitted to whole e2e steps.
+ * key is G dot products of length d).  Every graph-mode figure is measured
+ * alone, none fitted to whole steps: the attention pair, the small kernels,
+ * the estimate and the selection chains by `kvsim-gpu compbench` (each part
+ * captured alone in a CUDA graph), the GEMVs and the graph launch by
+ * `kvsim-gpu e2e`'s gemv and graph_empty rows.
  * Pure functions; no errors (inputs are checked by kvs_hw and the caller;
  * a zero problem count or negative sizes are caller bugs: assert). */
 #ifndef KVS_GPU_H
@@ -82,6 +88,10 @@ typedef struct {
 } kvs_gpu_attn;
 
 int64_t kvs_gpu_kernel_ns(const kvs_hw *hw, double bytes, double flops);
+/* Graph mode: one of the step's small hidden-sized kernels (RMSNorm, RoPE +
+ * KV write, output cast, SwiGLU, embedding) of a model of `hidden`:
+ * graph_kernel_ns + graph_kernel_hidden_ns·hidden (ns, not rounded). */
+double kvs_gpu_graph_small_ns(const kvs_hw *hw, double hidden);
 int kvs_gpu_attn_nsplit(const kvs_hw *hw, int problems, int64_t entries, int64_t rows);
 /* Kernels in the attention chain: 2, or 3 with the completion estimate. */
 int kvs_gpu_attn_kernels(const kvs_gpu_attn *a);

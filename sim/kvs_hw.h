@@ -59,8 +59,12 @@ typedef struct {
         int step_graph;                /* 1: one graph launch + sync per step */
         double graph_launch_ns;        /* that launch + sync, once per step */
         double graph_kernel_ns;        /* one small dependent kernel inside the graph */
+        double graph_kernel_hidden_ns; /* ... plus this per hidden element for the step's hidden-sized small
+                                          kernels (RMSNorm, RoPE + KV write, cast, SwiGLU, embedding) */
         double graph_attn_bw_efficiency; /* decode attention bytes/s over hbm_bw (may exceed 1: hbm_bw is a copy rate) */
-        double graph_attn_fixed_ns;    /* decode attention (partial + combine), fixed part */
+        double graph_attn_fixed_ns;    /* decode attention (partial + combine, their nodes included), fixed part */
+        double graph_attn_ramp_ns;     /* ... plus this, times min(1, bytes / graph_attn_ramp_bytes) */
+        double graph_attn_ramp_bytes;  /* the bytes read from which the whole ramp is paid */
         double graph_estimate_fixed_ns; /* completion estimate kernel in the graph (its node included), fixed part */
         double graph_estimate_dim_ns;  /* ... plus this per head_dim element (its per-block work is R·d) */
         double graph_estimate_flops_per_s; /* ... plus its feature-map FLOPs at this rate; 0: not modelled */

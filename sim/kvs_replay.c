@@ -108,9 +108,13 @@ static int64_t first_win(const rp *r, int32_t p) {
     int64_t a = (int64_t)p + 1 - r->window;
     return (a > 0 ? a : 0) / r->pt;
 }
+/* 1 when page g is an anchor page at position p (sink, window or the page
+ * being written), whatever the placement. */
+static int is_anchor_page(const rp *r, int32_t g, int32_t p) {
+    return g < r->sink_pages || g >= first_win(r, p) || g == p / r->pt;
+}
 static int is_anchor(const rp *r, int32_t g, int32_t p) {
-    return r->hw->policy.placement == KVS_PLACE_HBM || g < r->sink_pages || g >= first_win(r, p) ||
-           g == p / r->pt;
+    return r->hw->policy.placement == KVS_PLACE_HBM || is_anchor_page(r, g, p);
 }
 /* 1 when a mid-region page lives on the SSD. */
 static int on_ssd(const rp *r, uint64_t key) {
@@ -272,16 +276,21 @@ static void check_ready(rp *r) {
     {
         /* an upper bound in double first: kvs_gpu converts to int64 */
         const kvs_hw *h = r->hw;
+        /* graph mode charges the graph_* rates (kvs_gpu.h), else the per-kernel ones */
+        const int gm = h->gpu.step_graph;
         double fl = h->gpu.flops_per_s;
-        double bound = ((kv_bytes + r->summ) / (h->gpu.hbm_bw_bytes_per_s * h->gpu.attn_bw_efficiency) +
+        double eff = gm ? h->gpu.graph_attn_bw_efficiency : h->gpu.attn_bw_efficiency;
+        double simt = gm ? h->gpu.graph_estimate_flops_per_s : h->gpu.simt_flops_per_s;
+        double bound = ((kv_bytes + r->summ) / (h->gpu.hbm_bw_bytes_per_s * eff) +
                         r->tokens * 4.0 * r->hd * r->gq * r->batch / fl) * 1e9;
-        if (r->summ > 0 && h->gpu.simt_flops_per_s > 0)
-            bound += r->tokens * r->batch * 2.0 * r->features * (r->hd + r->gq) / h->gpu.simt_flops_per_s * 1e9;
+        if (r->summ > 0 && simt > 0)
+            bound += r->tokens * r->batch * 2.0 * r->features * (r->hd + r->gq) / simt * 1e9;
         if (!(bound < (double)KVS_TIME_HORIZON_NS)) {
             rp_fail(r,
                     "step %d layer %d: the attention kernel over %.4g bytes would take %.4g ns, beyond the "
-                    "simulated-time horizon of %.3g ns; check " GPU_HINT ", gpu.simt_flops_per_s",
-                    r->s, r->l, kv_bytes + r->summ, bound, (double)KVS_TIME_HORIZON_NS);
+                    "simulated-time horizon of %.3g ns; check " GPU_HINT ", %s",
+                    r->s, r->l, kv_bytes + r->summ, bound, (double)KVS_TIME_HORIZON_NS,
+                    gm ? "gpu.graph_attn_bw_efficiency, gpu.graph_estimate_flops_per_s" : "gpu.simt_flops_per_s");
             return;
         }
     }
@@ -365,11 +374,13 @@ static void sel_done(kvs_evq *q, void *ctx, int64_t arg) {
 static int select_chain(rp *r, int64_t *t, double *bytes) {
     *t = 0;
     *bytes = 0;
-    int selects = 0;
+    int selects = 0, chooses = 0;   /* chooses: some head reads a page beyond the anchors */
     double n = 0, centroids = 0, meta = 0;
     for (int h = 0; h < r->Ht; h++) {
         const kvs_access *e = cell(r, r->s, r->l, h);
         if (e->tokens < (int64_t)e->p + 1) selects = 1;
+        for (int32_t i = 0; i < e->n_pages && !chooses; i++)
+            if (!is_anchor_page(r, e->pages[i], e->p)) chooses = 1;
         if ((double)e->p + 1 > n) n = (double)e->p + 1;
         meta += (double)e->meta_bytes;
         double c = ceil((double)e->meta_bytes / (4.0 * r->hd));
@@ -389,7 +400,9 @@ static int select_chain(rp *r, int64_t *t, double *bytes) {
         break;
     case KVS_REPLAY_SEL_QUEST: {
         double np = ceil(n / r->pt);
-        nodes = KVS_GPU_QUEST_NODES;
+        /* no page beyond the anchors: the four select passes exit at once
+         * (measured: compbench, FIDELITY.md) */
+        nodes = chooses ? KVS_GPU_QUEST_NODES : KVS_GPU_QUEST_NODES_NOSEL;
         *bytes = kvs_gpu_quest_select_bytes(problems, np, r->hd, r->gq, r->eb);
         keys = problems * np;
         ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, r->hd, r->gq);

@@ -8,7 +8,9 @@
  *      over n = p + 1 keys of each:
  *        topk:     KVS_GPU_TOPK_NODES kernels, kvs_gpu_topk_select_bytes,
  *                  n keys a problem at gpu.select_key_ns + select_key_dg_ns·d·G;
- *        quest:    KVS_GPU_QUEST_NODES kernels, kvs_gpu_quest_select_bytes,
+ *        quest:    KVS_GPU_QUEST_NODES kernels (KVS_GPU_QUEST_NODES_NOSEL when
+ *                  no head of the layer reads a page beyond the anchors),
+ *                  kvs_gpu_quest_select_bytes,
  *                  ceil(n / page) page keys a problem at gpu.select_page_ns + select_page_dg_ns·d·G;
  *        clusters: an estimate, not measured: the Quest chain's shape over
  *                  C centroids a problem (C = the cell's meta bytes /

@@ -617,8 +617,39 @@ static void test_select_chain(void) {
     CU_ASSERT_EQUAL_FATAL(t.rc, 0);
     CU_ASSERT_EQUAL(fg.rows[0].stall_ns, 612);
     CU_ASSERT_EQUAL(t.rows[0].latency_ns - fg.rows[0].latency_ns, 7 * 500 + 630);
-    done(&fg);
     done(&t);
+    /* graph-mode Quest: the tiny log reads mid pages (5, 10 / 5, 8): all 8
+     * nodes, 8·500 + 16 page keys·20 = 4320.  The same log with the anchors
+     * alone (sink page 0, window pages 13-15 / 14-15): no page chosen, the
+     * four select passes exit at once: KVS_GPU_QUEST_NODES_NOSEL nodes,
+     * 4·500 + 320 = 2320 (as predict-e2e charges the e2e step). */
+    g_sel = KVS_REPLAY_SEL_QUEST;
+    t = run(&h, NULL, 1, 1000);
+    CU_ASSERT_EQUAL_FATAL(t.rc, 0);
+    CU_ASSERT_EQUAL(t.rows[0].latency_ns - fg.rows[0].latency_ns, KVS_GPU_QUEST_NODES * 500 + 320);
+    done(&t);
+    {
+        kvs_access_log *l = kvs_access_log_new(2, 1, 1, 4, 64);
+        int32_t a[64], n = 0;
+        for (int i = 0; i < 4; i++) a[n++] = i;
+        for (int i = 52; i <= 62; i++) a[n++] = i;
+        kvs_access_log_put(l, 0, 0, 0, 62, a, n, 1000, 0);
+        n = 0;
+        for (int i = 0; i < 4; i++) a[n++] = i;
+        for (int i = 56; i <= 63; i++) a[n++] = i;
+        kvs_access_log_put(l, 1, 0, 0, 63, a, n, 0, 0);
+        result q;
+        memset(&q, 0, sizeof q);
+        q.rc = kvs_replay_run(&h, &G, NULL, 1, KVS_REPLAY_SEL_QUEST, l, q.rows, &q.links, &q.n_links, &q.values,
+                              &q.n_values, q.err, sizeof q.err);
+        CU_ASSERT_EQUAL_FATAL(q.rc, 0);
+        CU_ASSERT_EQUAL(value(&q, "mean_select_ns"), KVS_GPU_QUEST_NODES_NOSEL * 500 + 320);
+        CU_ASSERT_EQUAL(q.rows[0].stall_ns, 0);   /* nothing fetched: anchors only */
+        done(&q);
+        kvs_access_log_free(l);
+    }
+    g_sel = KVS_REPLAY_SEL_NONE;
+    done(&fg);
     done(&f);
 }
 
@@ -635,5 +666,6 @@ void kvs_test_register(void) {
     CU_add_test(s, "cache vs brute force (LRU, LFU)", test_cache_reference);
     CU_add_test(s, "link what-if: mechanisms follow the link, binding caps reported", test_link_whatif);
     CU_add_test(s, "overflowing times are errors; huge caches clamp", test_overflow);
-    CU_add_test(s, "selection chains charged per layer (topk, quest, clusters, graph)", test_select_chain);
+    CU_add_test(s, "selection chains charged per layer (topk, quest, clusters, graph, quest with no page)",
+                test_select_chain);
 }

@@ -489,11 +489,17 @@ int kvs_cu_est_nchunk(int max_sub_entries, int page)
     return (int)((rows + EST_TOK - 1) / EST_TOK) > 0 ? (int)((rows + EST_TOK - 1) / EST_TOK) : 1;
 }
 
+// Floats before the chunk buffers (sq, phq, cq, red), rounded up to 4 so that
+// k' and v start on a 16-byte boundary for every G: the phi_k loop reads them
+// as float4.  (Unpadded, the G = 1 and 3 builds could not vectorise those
+// loads and ran 1.4-1.65x slower per block than G = 4: FIDELITY.md.)
+__host__ __device__ constexpr int est_head_floats(int D, int G, int R) { return (G * (D + R + 9) + 3) & ~3; }
+
 template <int D> static size_t est_smem(int R, int G)
 {
-    // sq[G][D], phq[G][R], cq[G], red[8][G], then chunk buffers: k'[TOK][D],
-    // v[TOK][D], n2[TOK], phk[TOK][R+1], kap[TOK][G]
-    return sizeof(float) * ((size_t)G * D + (size_t)G * R + G + 8 * G + 2 * EST_TOK * D + EST_TOK +
+    // sq[G][D], phq[G][R], cq[G], red[8][G], pad to 4, then chunk buffers:
+    // k'[TOK][D], v[TOK][D], n2[TOK], phk[TOK][R+1], kap[TOK][G]
+    return sizeof(float) * ((size_t)est_head_floats(D, G, R) + 2 * EST_TOK * D + EST_TOK +
                             (size_t)EST_TOK * (R + 1) + EST_TOK * G);
 }
 
@@ -504,12 +510,13 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
     const float *__restrict__ ck, const kvs_cu_entry *__restrict__ sub, const int32_t *__restrict__ sub_off,
     float *__restrict__ est)
 {
+    static_assert(D % 4 == 0, "k' rows are read as float4");
     extern __shared__ __align__(16) float es[];
     float *sq = es;                       // [G][D]
     float *phq = sq + G * D;              // [G][R]
     float *cq = phq + G * R;              // [G]
-    float *red = cq + G;                  // [8][G]
-    float *skk = red + 8 * G;             // [TOK][D]
+    // (then [8][G] floats of reduction space, unused now), padding
+    float *skk = es + est_head_floats(D, G, R);   // [TOK][D], 16-byte aligned
     float *svv = skk + EST_TOK * D;       // [TOK][D]
     float *n2 = svv + EST_TOK * D;        // [TOK]
     float *phk = n2 + EST_TOK;            // [TOK][R+1]
@@ -606,11 +613,18 @@ __global__ void __launch_bounds__(EST_THREADS) est_kernel(
         float a[HT];
 #pragma unroll
         for (int b = 0; b < HT; b++) a[b] = 0.f;
-#pragma unroll 8
-        for (int dd = 0; dd < D; dd++) {
-            const float w = W[(size_t)dd * R + i];
+        // k' rows as float4 (skk is 16-byte aligned, D % 4 == 0); the FMA order
+        // per accumulator is dd = 0, 1, 2, ... as in a scalar loop
+        const float4 *k4 = reinterpret_cast<const float4 *>(skk + half * HT * D);
+#pragma unroll 2
+        for (int d4 = 0; d4 < D / 4; d4++) {
+            const float w0 = W[(size_t)(4 * d4) * R + i], w1 = W[(size_t)(4 * d4 + 1) * R + i];
+            const float w2 = W[(size_t)(4 * d4 + 2) * R + i], w3 = W[(size_t)(4 * d4 + 3) * R + i];
 #pragma unroll
-            for (int b = 0; b < HT; b++) a[b] = fmaf(w, skk[(half * HT + b) * D + dd], a[b]);
+            for (int b = 0; b < HT; b++) {
+                const float4 kv = k4[b * (D / 4) + d4];
+                a[b] = fmaf(w3, kv.w, fmaf(w2, kv.z, fmaf(w1, kv.y, fmaf(w0, kv.x, a[b]))));
+            }
         }
 #pragma unroll
         for (int b = 0; b < HT; b++) {

@@ -1069,7 +1069,7 @@ int kvs_gpu_cmd_compbench(int argc, char **argv)
         printf("compbench: empty kernel node in a chain: %.3f us\n", t.per);
     }
     // the step's five small kernels of a layer (2 RMSNorms, RoPE + KV write,
-    // output cast, SwiGLU) at each model's geometry: what graph_kernel_ns stands for
+    // output cast, SwiGLU) at each model's geometry: graph_kernel_ns + graph_kernel_hidden_ns·hidden
     for (const char *mn : {"llama-3.2-1b", "llama-3.2-3b", "llama-3.1-8b"})
         for (int B : {1, 8}) {
             const Geo *g = geo_by_name(mn);
@@ -1273,6 +1273,39 @@ int kvs_gpu_cmd_compbench(int argc, char **argv)
                         printf("compbench %-12s d %3d G %d problems %2d ctx %6d: %9.2f us per chain (%d nodes, "
                                "%ld blocks)%s\n",
                                j.kind, d, G, nh, ctx, t.per, t.nodes, blocks, ok ? "" : "  BAD COUNT");
+                        fflush(stdout);
+                        rows++;
+                    }
+                    // attn_full: partial + combine over the whole context (no token
+                    // list), as the e2e step's full method runs it inside the graph
+                    {
+                        kvs_cu_attn_shape shf = {batch, hkv, G, d, P, scale, kvs_cu_dec_nsplit(d, nh, n)};
+                        Buf partf;
+                        EK(partf.alloc(kvs_cu_part_floats(&shf) * 4));
+                        CTime t;
+                        if (time_chain(st, e0, e1, NS, NL, REPS, [&](int c, cudaStream_t s) {
+                                kvs_cu_paged pa;
+                                pa.shape = shf;
+                                pa.ptab = ptab_of(c);
+                                pa.ptab_stride = np;
+                                pa.tok = nullptr;
+                                pa.tok_stride = 0;
+                                pa.ntok = nullptr;
+                                pa.ntok_all = n;
+                                int rc = kvs_cu_attn_paged_partial(&pa, q.as<float>(), partf.as<float>(), s);
+                                if (rc) return rc;
+                                return kvs_cu_attn_combine(&shf, partf.as<float>(), nullptr, 0, o.as<float>(), nullptr,
+                                                           nullptr, s);
+                            }, t))
+                            return 1;
+                        const double bytes = (double)nh * n * 2 * d * 2;
+                        fprintf(csv, "attn_full,%d,%d,%d,%d,%d,%d,%d,%d,%d,1,%d,0,0,0,%ld,%d,%d,%d,%.3f,%.3f,%.3f,"
+                                     "%.2f,%.2f,%d,%d,%.0f,\n",
+                                d, G, hkv, batch, nh, ctx, nh * n, np, P, n, (long)shf.nsplit * nh, t.nodes, t.kernels,
+                                ring.ncopy, t.per, t.p10, t.p90, t.short_us, t.long_us, NS, NL, bytes);
+                        printf("compbench %-12s d %3d G %d problems %2d ctx %6d: %9.2f us per chain (%d nodes, "
+                               "%ld blocks)\n",
+                               "attn_full", d, G, nh, ctx, t.per, t.nodes, (long)shf.nsplit * nh);
                         fflush(stdout);
                         rows++;
                     }

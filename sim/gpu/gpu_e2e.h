@@ -19,7 +19,8 @@
  *   kind topk (kvs_cu_topk_paged, 7 nodes), quest (kvs_cu_quest_pages +
  *   kvs_cu_quest_expand, 8 nodes), estimate (kvs_cu_completion_est, R 64),
  *   attn_sel and attn_sel_est (partial + combine over Quest's token list,
- *   without and with the estimate kernel before it), at head_dim 64/128 x
+ *   without and with the estimate kernel before it), attn_full (partial +
+ *   combine over the whole context, as the full method's step), at head_dim 64/128 x
  *   group 1/3/4/8 x problems 8/64 (8 KV heads x batch 1/8) x context
  *   8k/32k/128k, page 16, budget 1 % with the e2e step's anchors; plus the
  *   per-node cost of empty kernels in a chain (kind graph_empty) and the

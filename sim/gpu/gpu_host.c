@@ -572,14 +572,17 @@ static int cmd_selftest(int argc, char **argv)
         const double want_d = llround(g.gpu.gemv_fixed_ns + g.gpu.gemv_splitk_ns) +
                               ceil(db / (effd * g.gpu.hbm_bw_bytes_per_s) * 1e9);
         const double got_d = (double)kvs_gpu_gemv_ns(&g, 4096, 14336, 2, 1);
-        /* attention: 2 kernels + fixed + bytes at the graph efficiency */
+        /* attention: the pair's fixed part (its nodes included) + bytes at the graph efficiency
+         * + the ramp (512 MiB is past graph_attn_ramp_bytes in the preset: the whole ramp) */
         kvs_gpu_attn a = {.problems = 8, .entries = 8192, .rows = 131072, .bytes = 536870912.0, .flops = 1e9,
                           .head_dim = 128, .group = 4};
-        const double want_a = llround(2 * g.gpu.graph_kernel_ns + g.gpu.graph_attn_fixed_ns) +
-                              ceil(536870912.0 / (g.gpu.graph_attn_bw_efficiency * g.gpu.hbm_bw_bytes_per_s) * 1e9);
+        const double want_a = llround(g.gpu.graph_attn_fixed_ns) +
+                              ceil(536870912.0 / (g.gpu.graph_attn_bw_efficiency * g.gpu.hbm_bw_bytes_per_s) * 1e9 +
+                                   g.gpu.graph_attn_ramp_ns * fmin(1.0, 536870912.0 / g.gpu.graph_attn_ramp_bytes));
         const double got_a = (double)kvs_gpu_attn_ns(&g, &a);
-        /* LM head: the step's graph launch, 2 small kernels, the vocab GEMV */
-        const double want_h = llround(g.gpu.graph_launch_ns + 2 * g.gpu.graph_kernel_ns) +
+        /* LM head: the step's graph launch, 2 small hidden-sized kernels, the vocab GEMV */
+        const double want_h = llround(g.gpu.graph_launch_ns +
+                                      2 * (g.gpu.graph_kernel_ns + g.gpu.graph_kernel_hidden_ns * m.hidden)) +
                               (double)kvs_gpu_gemv_ns(&g, m.vocab, m.hidden, 2, 1);
         const double got_h = (double)kvs_gpu_lm_head_ns(&g, &m, 1, NULL);
         struct { const char *what; double got, want; } gt[] = {{"graph GEMV 28672x4096", got_g, want_g},
@@ -934,11 +937,11 @@ static int quest_nodes(double pages_selected)
  * Every step row of E2E.csv predicted with kvsim's graph-mode step model
  * (kvs_gpu.h): L x (attention + the rest of the layer + selection + fetch) +
  * LM head (which carries the step's graph launch).  Rows with index % 4 == 0
- * (in file order, step rows only) form the training set of the one key
- * fitted to steps (graph_kernel_ns: at most a quarter of the rows); the
- * others are held out.  The estimate and selection figures are measured by
- * compbench (predict-parts).  OUT.csv: the row's configuration, measured and
- * predicted us, error, set. */
+ * (in file order, step rows only) form the training set of any key fitted to
+ * steps (scripts/fit_e2e.py: at most a quarter of the rows); the others are
+ * held out.  The attention, small-kernel, estimate and selection figures are
+ * measured by compbench (predict-parts), the GEMVs by e2e's gemv rows.
+ * OUT.csv: the row's configuration, measured and predicted us, error, set. */
 static int cmd_predict_e2e(int argc, char **argv)
 {
     if (argc < 4) return 2;
@@ -1060,16 +1063,20 @@ static int cmd_predict_e2e(int argc, char **argv)
  *                kvs_gpu_attn_ns with completion less without;
  *   estimate     the estimate kernel alone (check: same prediction);
  *   attn_sel     partial + combine over Quest's token list in the graph
- *                (check: kvs_gpu_attn_ns);
- *   small5       the step's 5 small kernels of a layer (check: 5·graph_kernel_ns).
- * The kinds named by --fit (default topk,quest,completion) are the ones the
- * graph-mode estimate and selection keys are fitted to (scripts/fit_e2e.py
- * --parts); KVSIM_FIT_TRACE=1 prints their mean squared relative error.
- * OUT.csv: kind, shape, measured and predicted us, error. */
+ *                (kvs_gpu_attn_ns);
+ *   attn_full    partial + combine over the whole context in the graph
+ *                (kvs_gpu_attn_ns);
+ *   small5       the step's 5 small kernels of a layer at the geometry of the
+ *                model its note names (5·kvs_gpu_graph_small_ns(hidden)).
+ * The kinds named by --fit (default: all but estimate) are the ones the
+ * graph-mode keys are fitted to (scripts/fit_e2e.py --parts); KVSIM_FIT_TRACE=1
+ * prints their mean squared relative error.
+ * OUT.csv: kind, shape, measured and predicted us, error, role (fit/check). */
 static int cmd_predict_parts(int argc, char **argv)
 {
     if (argc < 4) return 2;
-    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg", *fit = "topk,quest,completion";
+    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg",
+               *fit = "topk,quest,completion,attn_sel,attn_full,small5";
     char err[512];
     kvs_hw hw;
     int nsets = 0;
@@ -1107,6 +1114,11 @@ static int cmd_predict_parts(int argc, char **argv)
             csv_free(&c);
             return 1;
         }
+    if (col(&c, "note") < 0) {
+        fprintf(stderr, "kvsim-gpu-host: %s: no column 'note' (not a kvsim-gpu compbench file)\n", meas);
+        csv_free(&c);
+        return 1;
+    }
     if (csv_numeric(&c, need_p + 1, sizeof need_p / sizeof *need_p - 1, NULL, err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
         csv_free(&c);
@@ -1119,8 +1131,9 @@ static int cmd_predict_parts(int argc, char **argv)
         return 1;
     }
     fprintf(f, "part,d,G,problems,ctx,tokens_per_head,measured_us,predicted_us,err_pct,role\n");
-    enum { NK = 6 };
-    static const char *const kinds[NK] = {"topk", "quest", "completion", "estimate", "attn_sel", "small5"};
+    enum { NK = 7 };
+    static const char *const kinds[NK] = {"topk",     "quest",     "completion", "estimate",
+                                          "attn_sel", "attn_full", "small5"};
     double *e[NK];
     int ne[NK] = {0}, rc = 0, nfit = 0;
     double sq = 0;
@@ -1159,11 +1172,17 @@ static int cmd_predict_parts(int argc, char **argv)
             }
             kvs_gpu_attn a1 = step_attn(problems, toks, P, d, G, 1), a0 = step_attn(problems, toks, P, d, G, 0);
             pns = (double)(kvs_gpu_attn_ns(&hw, &a1) - kvs_gpu_attn_ns(&hw, &a0));
-        } else if (k == 4) {
+        } else if (k == 4 || k == 5) {
             kvs_gpu_attn a0 = step_attn(problems, toks, P, d, G, 0);
             pns = (double)kvs_gpu_attn_ns(&hw, &a0);
         } else {
-            pns = 5 * hw.gpu.graph_kernel_ns;
+            kvs_model m;
+            if (kvs_preset_get(cs(&c, r, "note"), &m, err, sizeof err)) {
+                fprintf(stderr, "kvsim-gpu-host: %s:%d: small5 row: %s\n", meas, c.line[r], err);
+                rc = 1;
+                break;
+            }
+            pns = 5 * kvs_gpu_graph_small_ns(&hw, m.hidden);
         }
         const double pus = pns / 1e3, er = 100 * (pus - mus) / mus;
         /* a kind is fitted when --fit names it (comma-separated list) */
