@@ -33,10 +33,12 @@ kvs_serve_pattern *kvs_serve_pattern_alloc(int64_t n_steps, int64_t n_entries) {
     p->tok_frac = calloc((size_t)n_steps, sizeof *p->tok_frac);
     p->meta_per_page_d = calloc((size_t)n_steps, sizeof *p->meta_per_page_d);
     p->summary_per_d = calloc((size_t)n_steps, sizeof *p->summary_per_d);
-    if (!p->off || !p->page || !p->w || !p->tok_frac || !p->meta_per_page_d || !p->summary_per_d) {
+    p->chooses = malloc((size_t)(n_steps ? n_steps : 1));
+    if (!p->off || !p->page || !p->w || !p->tok_frac || !p->meta_per_page_d || !p->summary_per_d || !p->chooses) {
         kvs_serve_pattern_free(p);
         return NULL;
     }
+    memset(p->chooses, 1, (size_t)(n_steps ? n_steps : 1));   /* unknown: the full chain */
     return p;
 }
 
@@ -49,6 +51,7 @@ void kvs_serve_pattern_free(kvs_serve_pattern *p) {
     free(p->tok_frac);
     free(p->meta_per_page_d);
     free(p->summary_per_d);
+    free(p->chooses);
     free(p);
 }
 
@@ -168,6 +171,13 @@ int kvs_serve_pattern_build(const char *trace, const kvs_method_opts *mo_in, dou
                 p->w[e] = (float)((double)c[pg] / cells);
                 e++;
             }
+        {   /* a page beyond the anchors (sinks, window, the page being written), as kvs_replay decides */
+            const long pos = T0 + s, sink_pages = (mo.sinks + pt - 1) / pt;
+            const long fw = (pos + 1 - mo.window > 0 ? pos + 1 - mo.window : 0) / pt;
+            p->chooses[s] = 0;
+            for (long pg = 0; pg < n_pages && !p->chooses[s]; pg++)
+                if (c[pg] > 0 && !(pg < sink_pages || pg >= fw || pg == pos / pt)) p->chooses[s] = 1;
+        }
         const double visible = (double)(T0 + s + 1);
         const double vis_pages = ceil(visible / pt);
         p->tok_frac[s] = tok[s] / cells / visible;
@@ -655,7 +665,7 @@ static void arrival(kvs_evq *q, void *ctx, int64_t id) {
 /* Selection of decode request id at this step: marks pages, returns fetch
  * cells by tier and tokens read exactly per cell. */
 static void select_pages(sim *S, int64_t id, double *tok_cell, double *meta_layer, double *summ_layer,
-                         fetch_t *f) {
+                         int *chooses, fetch_t *f) {
     rstate *R = &S->r[id];
     const kvs_request *rq = &S->in->reqs[id];
     const kvs_serve_pattern *P = S->in->patterns[rq->trace];
@@ -667,6 +677,7 @@ static void select_pages(sim *S, int64_t id, double *tok_cell, double *meta_laye
     const int64_t tpos = P->prefill_len + s;
     const int64_t n_r = R->n_pages, n_t = (tpos + P->page_tokens) / P->page_tokens;
     *tok_cell = P->tok_frac[s] * (double)(pos + 1);
+    *chooses = P->chooses[s];
     *meta_layer = P->meta_per_page_d[s] * (double)n_r * S->m->head_dim * S->m->n_kv_heads;
     *summ_layer = P->summary_per_d[s] * S->m->head_dim * S->m->n_kv_heads;
     const int32_t it = (int32_t)S->iter;
@@ -739,6 +750,7 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     memcpy(ids, S->active, (size_t)snapshot * sizeof *ids);
     double att_bytes = 0, att_flops = 0, att_tokens = 0, meta_bytes = 0, summ_bytes = 0;
     double sel_keys = 0, sel_bytes = 0;   /* the selection chain over every decoding request's keys */
+    int sel_chooses = 0;                  /* some request reads a page beyond its anchors */
     const int sel = S->in->patterns[0]->sel;
     int64_t max_entries = 0;
     for (int64_t i = 0; i < snapshot; i++) {
@@ -749,7 +761,9 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
         if (gr < 0) return;
         if (gr > 0) continue;   /* preempted itself */
         double tok, meta, summ;
-        select_pages(S, id, &tok, &meta, &summ, &S->it_fetch);
+        int ch;
+        select_pages(S, id, &tok, &meta, &summ, &ch, &S->it_fetch);
+        sel_chooses |= ch;
         S->it_decode[S->it_n_decode++] = id;
         att_tokens += tok * KVH;
         att_bytes += tok * KVH * 2.0 * d * elem;
@@ -817,7 +831,10 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     if (nd > 0) {
         /* the method's selection chain, as kvs_replay charges it (kvs_gpu_select_ns) */
         if (sel != KVS_REPLAY_SEL_NONE && sel_keys > 0) {
-            const int nodes = sel == KVS_REPLAY_SEL_TOPK ? KVS_GPU_TOPK_NODES : KVS_GPU_QUEST_NODES;
+            /* Quest with no page to choose: its select passes exit at once (kvs_gpu.h) */
+            const int nodes = sel == KVS_REPLAY_SEL_TOPK ? KVS_GPU_TOPK_NODES
+                              : sel == KVS_REPLAY_SEL_QUEST && !sel_chooses ? KVS_GPU_QUEST_NODES_NOSEL
+                                                                             : KVS_GPU_QUEST_NODES;
             const int64_t t = kvs_gpu_select_ns(S->hw, nodes, sel_bytes, sel_keys,
                                                 kvs_gpu_select_ns_per_key(S->hw, sel != KVS_REPLAY_SEL_TOPK, d, g));
             layer_ns += t;

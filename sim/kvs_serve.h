@@ -54,6 +54,8 @@ typedef struct {
     int completion;          /* 1: the completion estimate kernel runs */
     int sel;                 /* the method's selector (kvs_replay_sel): its chain is charged per layer */
     double centroids;        /* clusters selector: centroids per (layer, KV head) cell, else 0 */
+    uint8_t *chooses;        /* [n_steps]: 1 when some cell reads a page beyond the anchors (Quest's
+                                chain then runs its select passes; else they exit at once) */
     int features;            /* completion: R, from the summary size 4·R·(d + 1) */
 } kvs_serve_pattern;
 

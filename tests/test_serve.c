@@ -180,6 +180,43 @@ static void test_select_charged(void) {
     kvs_serve_out_free(&o);
 }
 
+/* Quest's chain: 8 kernels when a request reads a page beyond its anchors,
+ * 4 when none does (the select passes exit at once; kvs_gpu.h).  With
+ * launch_gap_ns 100 (step_graph 0: launch_ns + (nodes - 1)·gap) each decode
+ * step of the no-choice pattern is 4 × 100 ns shorter. */
+static int64_t quest_tbt(int chooses, int k) {
+    kvs_hw hw;
+    kvs_model m;
+    tiny_model(&m);
+    const char *xk[] = {"gpu.select_page_ns", "gpu.select_page_dg_ns", "gpu.launch_gap_ns"}, *xv[] = {"10", "0", "100"};
+    if (load_hw_x(&hw, kvs_model_params(&m) * m.weight_bytes + 1000 * 256.0, xk, xv, 3)) return -1;
+    kvs_workload wl;
+    workload(&wl, KVS_FULL_QUEUE);
+    kvs_serve_pattern *p = full_pattern();
+    p->sel = KVS_REPLAY_SEL_QUEST;
+    p->chooses[0] = (uint8_t)chooses;
+    const kvs_serve_pattern *pats[1] = {p};
+    kvs_request reqs[1] = {{.arrival_ns = 0, .context = 32, .decode = 3, .trace = 0}};
+    kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
+                       .n_reqs = 1, .tl = NULL, .keep_tbt = 1};
+    kvs_serve_out o;
+    char err[1024] = "";
+    int rc = kvs_serve_run(&in, &o, err, sizeof err);
+    kvs_serve_pattern_free(p);
+    if (rc) return -1;
+    int64_t t = o.tbt_ns[o.tbt_off[0] + k];
+    kvs_serve_out_free(&o);
+    return t;
+}
+
+static void test_quest_nosel(void) {
+    for (int k = 0; k < 3; k++) {
+        int64_t a = quest_tbt(1, k), b = quest_tbt(0, k);
+        CU_ASSERT(a > 0 && b > 0);
+        CU_ASSERT_EQUAL(a - b, 400);
+    }
+}
+
 static void test_two_requests_queued(void) {
     kvs_serve_out o;
     char err[1024] = "";
@@ -360,6 +397,7 @@ void kvs_test_register(void) {
     CU_add_test(s, "two requests, continuous batching (hand-computed)", test_two_requests_batched);
     CU_add_test(s, "two requests, HBM for one: queued (hand-computed)", test_two_requests_queued);
     CU_add_test(s, "oracle Top-K selection charged per layer (hand-computed)", test_select_charged);
+    CU_add_test(s, "Quest with no page to choose: the 4-kernel chain", test_quest_nosel);
     CU_add_test(s, "two requests, preempt when HBM is full", test_two_requests_preempt);
     CU_add_test(s, "offload: fetches and write-backs (hand-computed)", test_offload_hand);
     CU_add_test(s, "a request that cannot fit HBM is an error naming the sizes", test_cannot_fit);
