@@ -933,6 +933,38 @@ static int quest_nodes(double pages_selected)
     return pages_selected > 0 ? KVS_GPU_QUEST_NODES : KVS_GPU_QUEST_NODES_NOSEL;
 }
 
+/* The options after `predict-e2e|predict-parts MEAS OUT`: --hw CFG, --set k=v
+ * (repeatable), and, when fit != NULL, --fit KINDS; loads the hardware file
+ * with the overrides into *hw, which must be in graph mode (`why` says why).
+ * 0, or the exit status: 2 for a bad argument, 1 for a bad file. */
+static int graph_hw_args(const char *cmd, const char *why, int argc, char **argv, const char **fit, kvs_hw *hw)
+{
+    const char *hwpath = "sim/hw/h200_pcie5.cfg";
+    char err[512];
+    int nsets = 0;
+    char *sets[32];
+    for (int i = 4; i < argc; i++) {
+        if (!strcmp(argv[i], "--hw") && i + 1 < argc) hwpath = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 32) sets[nsets++] = argv[++i];
+        else if (fit && !strcmp(argv[i], "--fit") && i + 1 < argc) *fit = argv[++i];
+        else {
+            fprintf(stderr, "kvsim-gpu-host %s: unknown argument '%s'\n", cmd, argv[i]);
+            return 2;
+        }
+    }
+    if (kvs_hw_load(hwpath, NULL, NULL, 0, hw, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    int src = apply_sets(hw, NULL, sets, nsets);
+    if (src) return src;
+    if (!hw->gpu.step_graph) {
+        fprintf(stderr, "kvsim-gpu-host %s: %s: gpu.step_graph is 0 (%s)\n", cmd, hwpath, why);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- predict-e2e: whole decode steps (kvsim-gpu e2e) ------------------------------
  * Every step row of E2E.csv predicted with kvsim's graph-mode step model
  * (kvs_gpu.h): L x (attention + the rest of the layer + selection + fetch) +
@@ -945,30 +977,11 @@ static int quest_nodes(double pages_selected)
 static int cmd_predict_e2e(int argc, char **argv)
 {
     if (argc < 4) return 2;
-    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg";
+    const char *meas = argv[2], *out = argv[3];
     char err[512];
     kvs_hw hw;
-    int nsets = 0;
-    char *sets[32];
-    for (int i = 4; i < argc; i++) {
-        if (!strcmp(argv[i], "--hw") && i + 1 < argc) hwpath = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 32) sets[nsets++] = argv[++i];
-        else {
-            fprintf(stderr, "kvsim-gpu-host predict-e2e: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (kvs_hw_load(hwpath, NULL, NULL, 0, &hw, err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        return 1;
-    }
-    int src = apply_sets(&hw, NULL, sets, nsets);
+    int src = graph_hw_args("predict-e2e", "the e2e steps are one CUDA graph", argc, argv, NULL, &hw);
     if (src) return src;
-    if (!hw.gpu.step_graph) {
-        fprintf(stderr, "kvsim-gpu-host predict-e2e: %s: gpu.step_graph is 0 (the e2e steps are one CUDA graph)\n",
-                hwpath);
-        return 1;
-    }
     csv_t c;
     if (csv_read(meas, &c, err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
@@ -1075,32 +1088,11 @@ static int cmd_predict_e2e(int argc, char **argv)
 static int cmd_predict_parts(int argc, char **argv)
 {
     if (argc < 4) return 2;
-    const char *meas = argv[2], *out = argv[3], *hwpath = "sim/hw/h200_pcie5.cfg",
-               *fit = "topk,quest,completion,attn_sel,attn_full,small5";
+    const char *meas = argv[2], *out = argv[3], *fit = "topk,quest,completion,attn_sel,attn_full,small5";
     char err[512];
     kvs_hw hw;
-    int nsets = 0;
-    char *sets[32];
-    for (int i = 4; i < argc; i++) {
-        if (!strcmp(argv[i], "--hw") && i + 1 < argc) hwpath = argv[++i];
-        else if (!strcmp(argv[i], "--set") && i + 1 < argc && nsets < 32) sets[nsets++] = argv[++i];
-        else if (!strcmp(argv[i], "--fit") && i + 1 < argc) fit = argv[++i];
-        else {
-            fprintf(stderr, "kvsim-gpu-host predict-parts: unknown argument '%s'\n", argv[i]);
-            return 2;
-        }
-    }
-    if (kvs_hw_load(hwpath, NULL, NULL, 0, &hw, err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        return 1;
-    }
-    int src = apply_sets(&hw, NULL, sets, nsets);
+    int src = graph_hw_args("predict-parts", "compbench times CUDA graphs", argc, argv, &fit, &hw);
     if (src) return src;
-    if (!hw.gpu.step_graph) {
-        fprintf(stderr, "kvsim-gpu-host predict-parts: %s: gpu.step_graph is 0 (compbench times CUDA graphs)\n",
-                hwpath);
-        return 1;
-    }
     csv_t c;
     if (csv_read(meas, &c, err, sizeof err)) {
         fprintf(stderr, "kvsim-gpu-host: %s\n", err);
