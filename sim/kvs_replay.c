@@ -104,14 +104,16 @@ static const kvs_access *cell(const rp *r, int s, int l, int h) {
 static uint64_t page_key(const rp *r, int l, int h, int32_t g) {
     return ((uint64_t)l * (uint64_t)r->Ht + (uint64_t)h) * (uint64_t)r->n_pg + (uint64_t)g;
 }
-static int64_t first_win(const rp *r, int32_t p) {
-    int64_t a = (int64_t)p + 1 - r->window;
-    return (a > 0 ? a : 0) / r->pt;
+/* the first page of the last `window` positions at query position pos */
+static int64_t win_first_page(int64_t pos, int window, int page_tokens) {
+    const int64_t a = pos + 1 - window;
+    return (a > 0 ? a : 0) / page_tokens;
 }
+static int64_t first_win(const rp *r, int32_t p) { return win_first_page(p, r->window, r->pt); }
 /* 1 when page g is an anchor page at position p (sink, window or the page
  * being written), whatever the placement. */
 static int is_anchor_page(const rp *r, int32_t g, int32_t p) {
-    return g < r->sink_pages || g >= first_win(r, p) || g == p / r->pt;
+    return kvs_replay_anchor_page(g, p, r->sink_pages, r->window, r->pt);
 }
 static int is_anchor(const rp *r, int32_t g, int32_t p) {
     return r->hw->policy.placement == KVS_PLACE_HBM || is_anchor_page(r, g, p);
@@ -388,38 +390,12 @@ static int select_chain(rp *r, int64_t *t, double *bytes) {
     }
     if (!selects) return 0;
     const kvs_hw *hw = r->hw;
-    const int problems = r->Ht * r->batch;
-    int nodes;
-    double keys, ns_per_key;
-    switch (r->sel) {
-    case KVS_REPLAY_SEL_TOPK:
-        nodes = KVS_GPU_TOPK_NODES;
-        *bytes = kvs_gpu_topk_select_bytes(problems, n, r->hd, r->gq, r->eb);
-        keys = problems * n;
-        ns_per_key = kvs_gpu_select_ns_per_key(hw, 0, r->hd, r->gq);
-        break;
-    case KVS_REPLAY_SEL_QUEST: {
-        double np = ceil(n / r->pt);
-        /* no page beyond the anchors: the four select passes exit at once
-         * (measured: compbench, FIDELITY.md) */
-        nodes = chooses ? KVS_GPU_QUEST_NODES : KVS_GPU_QUEST_NODES_NOSEL;
-        *bytes = kvs_gpu_quest_select_bytes(problems, np, r->hd, r->gq, r->eb);
-        keys = problems * np;
-        ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, r->hd, r->gq);
-        break;
-    }
-    case KVS_REPLAY_SEL_CLUSTERS:
-        /* estimate (not measured): Quest's chain shape over C fp32 centroids;
-         * the bytes: centroids (the log's meta, × batch) + Quest's per-key
-         * scratch (kvs_gpu_quest_select_bytes less its 2·d·elem metadata) */
-        if (centroids < 1) centroids = 1;
-        nodes = KVS_GPU_QUEST_NODES;
-        *bytes = meta * r->batch + kvs_gpu_quest_select_bytes(problems, centroids, 0, r->gq, r->eb);
-        keys = problems * centroids;
-        ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, r->hd, r->gq);
-        break;
-    default: KVS_CHECK(0); return -1;
-    }
+    KVS_CHECK(r->sel != KVS_REPLAY_SEL_NONE);
+    const kvs_replay_select_cost c = kvs_replay_select_cost_of(hw, r->sel, r->Ht * r->batch, n, r->pt, centroids,
+                                                               meta * r->batch, r->hd, r->gq, r->eb, chooses);
+    const int nodes = c.nodes;
+    const double keys = c.keys, ns_per_key = c.ns_per_key;
+    *bytes = c.bytes;
     /* bounded in double before kvs_gpu converts to int64 ns */
     double bound = fmax(*bytes / hw->gpu.hbm_bw_bytes_per_s * 1e9, keys * ns_per_key) +
                    nodes * fmax(hw->gpu.select_node_ns, hw->gpu.launch_ns + hw->gpu.launch_gap_ns);
@@ -510,6 +486,50 @@ static void add_value(kvs_value_row *v, size_t *n, const char *name, double valu
     snprintf(v[*n].name, sizeof v[*n].name, "%s", name);
     v[*n].value = value;
     (*n)++;
+}
+
+int kvs_replay_anchor_page(int64_t page, int64_t pos, int sink_pages, int window, int page_tokens) {
+    assert(page_tokens > 0);
+    return page < sink_pages || page >= win_first_page(pos, window, page_tokens) || page == pos / page_tokens;
+}
+
+int kvs_replay_select_nodes(kvs_replay_sel sel, int chooses) {
+    /* Quest with no page beyond the anchors: the four select passes exit at
+     * once (measured: compbench, FIDELITY.md) */
+    return sel == KVS_REPLAY_SEL_TOPK                ? KVS_GPU_TOPK_NODES
+           : sel == KVS_REPLAY_SEL_QUEST && !chooses ? KVS_GPU_QUEST_NODES_NOSEL
+                                                     : KVS_GPU_QUEST_NODES;
+}
+
+kvs_replay_select_cost kvs_replay_select_cost_of(const kvs_hw *hw, kvs_replay_sel sel, int problems, double n,
+                                                 int page_tokens, double centroids, double meta_bytes, int head_dim,
+                                                 int gq, int elem_bytes, int chooses) {
+    assert(sel != KVS_REPLAY_SEL_NONE && problems >= 0 && page_tokens > 0);
+    kvs_replay_select_cost c = {.nodes = kvs_replay_select_nodes(sel, chooses)};
+    switch (sel) {
+    case KVS_REPLAY_SEL_TOPK:
+        c.bytes = kvs_gpu_topk_select_bytes(problems, n, head_dim, gq, elem_bytes);
+        c.keys = problems * n;
+        c.ns_per_key = kvs_gpu_select_ns_per_key(hw, 0, head_dim, gq);
+        break;
+    case KVS_REPLAY_SEL_QUEST: {
+        const double np = ceil(n / page_tokens);
+        c.bytes = kvs_gpu_quest_select_bytes(problems, np, head_dim, gq, elem_bytes);
+        c.keys = problems * np;
+        c.ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, head_dim, gq);
+        break;
+    }
+    default:
+        /* clusters, an estimate (not measured): Quest's chain shape over C fp32
+         * centroids; the bytes: the centroids + Quest's per-key scratch
+         * (kvs_gpu_quest_select_bytes less its 2·d·elem metadata) */
+        if (centroids < 1) centroids = 1;
+        c.bytes = meta_bytes + kvs_gpu_quest_select_bytes(problems, centroids, 0, gq, elem_bytes);
+        c.keys = problems * centroids;
+        c.ns_per_key = kvs_gpu_select_ns_per_key(hw, 1, head_dim, gq);
+        break;
+    }
+    return c;
 }
 
 kvs_replay_sel kvs_replay_sel_of(const kvs_method_opts *mo) {

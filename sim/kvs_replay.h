@@ -85,6 +85,7 @@
 #include "kvs_hw.h"
 #include "kvs_method.h"
 #include <stddef.h>
+#include <stdint.h>
 
 /* The selector whose GPU chain the replay charges per (step, layer). */
 typedef enum {
@@ -96,6 +97,26 @@ typedef enum {
 /* The selector of a method: topk -> TOPK, quest -> QUEST, completion -> its
  * `select`, full/window -> NONE. */
 kvs_replay_sel kvs_replay_sel_of(const kvs_method_opts *mo);
+/* 1 when page `page` is an anchor page for the query at position pos: a
+ * sink page (page < sink_pages), a page of the last `window` positions, or
+ * the page being written.  Pages of page_tokens tokens. */
+int kvs_replay_anchor_page(int64_t page, int64_t pos, int sink_pages, int window, int page_tokens);
+/* The GPU selection chain of `sel` (not NONE) over `problems` (sequence,
+ * KV head) pairs that each see up to n keys, gq query heads per KV head
+ * (item 1 above; kvs_gpu.h): its kernels, the bytes it reads, the keys it
+ * scores and the time per key (kvs_replay and kvs_serve charge it alike).
+ * centroids: the clusters selector's centroids per problem (at least 1 is
+ * charged); meta_bytes: those centroids' bytes over all the problems;
+ * chooses: 0 when no problem reads a page beyond its anchors (Quest's select
+ * passes then exit at once: kvs_replay_select_nodes). */
+typedef struct {
+    int nodes;
+    double bytes, keys, ns_per_key;
+} kvs_replay_select_cost;
+kvs_replay_select_cost kvs_replay_select_cost_of(const kvs_hw *hw, kvs_replay_sel sel, int problems, double n,
+                                                 int page_tokens, double centroids, double meta_bytes, int head_dim,
+                                                 int gq, int elem_bytes, int chooses);
+int kvs_replay_select_nodes(kvs_replay_sel sel, int chooses);
 
 typedef struct {
     int n_layers, n_heads, n_kv_heads, head_dim, prefill_len, n_decode, kv_elem_bytes;

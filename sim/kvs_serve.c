@@ -156,11 +156,7 @@ int kvs_serve_pattern_build(const char *trace, const kvs_method_opts *mo_in, dou
     p->features = p->completion ? (int)llround((double)summary_cell / (4.0 * (d + 1))) : 0;
     p->sel = (int)kvs_replay_sel_of(&mo);
     const double cells = (double)L * KVH;
-    if (p->sel == KVS_REPLAY_SEL_CLUSTERS)   /* fp32 centroids: the cell's metadata / (4 d), as kvs_replay */
-        for (long s = 0; s < S; s++) {
-            double c = ceil(meta[s] / cells / (4.0 * d));
-            if (c > p->centroids) p->centroids = c;
-        }
+    const int sink_pages = (mo.sinks + pt - 1) / pt;
     int64_t e = 0;
     for (long s = 0; s < S; s++) {
         p->off[s] = e;
@@ -171,12 +167,12 @@ int kvs_serve_pattern_build(const char *trace, const kvs_method_opts *mo_in, dou
                 p->w[e] = (float)((double)c[pg] / cells);
                 e++;
             }
-        {   /* a page beyond the anchors (sinks, window, the page being written), as kvs_replay decides */
-            const long pos = T0 + s, sink_pages = (mo.sinks + pt - 1) / pt;
-            const long fw = (pos + 1 - mo.window > 0 ? pos + 1 - mo.window : 0) / pt;
-            p->chooses[s] = 0;
-            for (long pg = 0; pg < n_pages && !p->chooses[s]; pg++)
-                if (c[pg] > 0 && !(pg < sink_pages || pg >= fw || pg == pos / pt)) p->chooses[s] = 1;
+        p->chooses[s] = 0;   /* a page beyond the anchors, as kvs_replay decides */
+        for (long pg = 0; pg < n_pages && !p->chooses[s]; pg++)
+            if (c[pg] > 0 && !kvs_replay_anchor_page(pg, T0 + s, sink_pages, mo.window, pt)) p->chooses[s] = 1;
+        if (p->sel == KVS_REPLAY_SEL_CLUSTERS) {   /* fp32 centroids: the cell's metadata / (4 d), as kvs_replay */
+            const double cn = ceil(meta[s] / cells / (4.0 * d));
+            if (cn > p->centroids) p->centroids = cn;
         }
         const double visible = (double)(T0 + s + 1);
         const double vis_pages = ceil(visible / pt);
@@ -750,8 +746,9 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     memcpy(ids, S->active, (size_t)snapshot * sizeof *ids);
     double att_bytes = 0, att_flops = 0, att_tokens = 0, meta_bytes = 0, summ_bytes = 0;
     double sel_keys = 0, sel_bytes = 0;   /* the selection chain over every decoding request's keys */
+    double sel_ns_per_key = 0;
     int sel_chooses = 0;                  /* some request reads a page beyond its anchors */
-    const int sel = S->in->patterns[0]->sel;
+    const kvs_replay_sel sel = (kvs_replay_sel)S->in->patterns[0]->sel;
     int64_t max_entries = 0;
     for (int64_t i = 0; i < snapshot; i++) {
         int64_t id = ids[i];
@@ -770,21 +767,13 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
         att_flops += tok * KVH * 4.0 * d * g;
         meta_bytes += meta;
         summ_bytes += summ;
-        {
-            const double n = (double)R->len;   /* keys visible to this step's query */
-            const int eb = (int)elem;
-            if (sel == KVS_REPLAY_SEL_TOPK) {
-                sel_keys += KVH * n;
-                sel_bytes += kvs_gpu_topk_select_bytes(KVH, n, d, g, eb);
-            } else if (sel == KVS_REPLAY_SEL_QUEST) {
-                const double np = ceil(n / S->pt);
-                sel_keys += KVH * np;
-                sel_bytes += kvs_gpu_quest_select_bytes(KVH, np, d, g, eb);
-            } else if (sel == KVS_REPLAY_SEL_CLUSTERS) {
-                const double c = S->in->patterns[S->in->reqs[id].trace]->centroids;
-                sel_keys += KVH * c;
-                sel_bytes += meta + kvs_gpu_quest_select_bytes(KVH, c, 0, g, eb);
-            }
+        if (sel != KVS_REPLAY_SEL_NONE) {   /* this request's keys (R->len visible), as kvs_replay counts them */
+            const kvs_replay_select_cost c =
+                kvs_replay_select_cost_of(S->hw, sel, KVH, (double)R->len, S->pt,
+                                          S->in->patterns[S->in->reqs[id].trace]->centroids, meta, d, g, (int)elem, ch);
+            sel_keys += c.keys;
+            sel_bytes += c.bytes;
+            sel_ns_per_key = c.ns_per_key;
         }
         int64_t ent = (int64_t)ceil(tok / S->pt);
         if (ent > max_entries) max_entries = ent;
@@ -831,12 +820,8 @@ static void iter_start(kvs_evq *q, void *ctx, int64_t arg) {
     if (nd > 0) {
         /* the method's selection chain, as kvs_replay charges it (kvs_gpu_select_ns) */
         if (sel != KVS_REPLAY_SEL_NONE && sel_keys > 0) {
-            /* Quest with no page to choose: its select passes exit at once (kvs_gpu.h) */
-            const int nodes = sel == KVS_REPLAY_SEL_TOPK ? KVS_GPU_TOPK_NODES
-                              : sel == KVS_REPLAY_SEL_QUEST && !sel_chooses ? KVS_GPU_QUEST_NODES_NOSEL
-                                                                             : KVS_GPU_QUEST_NODES;
-            const int64_t t = kvs_gpu_select_ns(S->hw, nodes, sel_bytes, sel_keys,
-                                                kvs_gpu_select_ns_per_key(S->hw, sel != KVS_REPLAY_SEL_TOPK, d, g));
+            const int64_t t = kvs_gpu_select_ns(S->hw, kvs_replay_select_nodes(sel, sel_chooses), sel_bytes,
+                                                sel_keys, sel_ns_per_key);
             layer_ns += t;
             S->select_ns_total += (double)t * m->n_layers;
         } else if (meta_bytes > 0) {

@@ -147,31 +147,40 @@ static void test_two_requests_batched(void) {
     kvs_serve_out_free(&o);
 }
 
+/* One request (context 32, 3 decode steps, arriving at 0) on the full
+ * pattern with selector `sel` (Quest: `chooses` for its one step), the
+ * hardware overrides xk/xv on top of load_hw's; *o is the run's output. */
+static int run_one_sel(kvs_replay_sel sel, int chooses, const char *const *xk, const char *const *xv, int nx,
+                       kvs_serve_out *o) {
+    kvs_hw hw;
+    kvs_model m;
+    tiny_model(&m);
+    if (load_hw_x(&hw, kvs_model_params(&m) * m.weight_bytes + 1000 * 256.0, xk, xv, nx)) return -1;
+    kvs_workload wl;
+    workload(&wl, KVS_FULL_QUEUE);
+    kvs_serve_pattern *p = full_pattern();
+    p->sel = sel;
+    p->chooses[0] = (uint8_t)chooses;
+    const kvs_serve_pattern *pats[1] = {p};
+    kvs_request reqs[1] = {{.arrival_ns = 0, .context = 32, .decode = 3, .trace = 0}};
+    kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
+                       .n_reqs = 1, .tl = NULL, .keep_tbt = 1};
+    char err[1024] = "";
+    int rc = kvs_serve_run(&in, o, err, sizeof err);
+    if (rc) fprintf(stderr, "%s\n", err);
+    kvs_serve_pattern_free(p);
+    return rc;
+}
+
 /* Selection is charged per layer as kvs_replay charges it: one request
  * (context 32, 3 decode steps) under an oracle Top-K pattern, select_key_ns
  * 10, launch_ns 1000 and no launch gaps (step_graph 0): each decode step adds
  * 1000 + 10 ns per visible key (33, 34, 35 keys: the byte term, 44 B a key at
  * 1e15 B/s, is far smaller), so the TBTs are 2002 + 1330, + 1340, + 1350. */
 static void test_select_charged(void) {
-    kvs_hw hw;
-    kvs_model m;
-    tiny_model(&m);
     const char *xk[] = {"gpu.select_key_ns", "gpu.select_key_dg_ns"}, *xv[] = {"10", "0"};
-    CU_ASSERT_EQUAL_FATAL(load_hw_x(&hw, kvs_model_params(&m) * m.weight_bytes + 1000 * 256.0, xk, xv, 2), 0);
-    kvs_workload wl;
-    workload(&wl, KVS_FULL_QUEUE);
-    kvs_serve_pattern *p = full_pattern();
-    p->sel = KVS_REPLAY_SEL_TOPK;
-    const kvs_serve_pattern *pats[1] = {p};
-    kvs_request reqs[1] = {{.arrival_ns = 0, .context = 32, .decode = 3, .trace = 0}};
-    kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
-                       .n_reqs = 1, .tl = NULL, .keep_tbt = 1};
     kvs_serve_out o;
-    char err[1024] = "";
-    int rc = kvs_serve_run(&in, &o, err, sizeof err);
-    if (rc) fprintf(stderr, "%s\n", err);
-    kvs_serve_pattern_free(p);
-    CU_ASSERT_EQUAL_FATAL(rc, 0);
+    CU_ASSERT_EQUAL_FATAL(run_one_sel(KVS_REPLAY_SEL_TOPK, 1, xk, xv, 2, &o), 0);
     const int64_t ta[] = {3332, 3342, 3352};
     check_tbt(&o, 0, ta, 3);
     CU_ASSERT_EQUAL(o.req[0].done_ns, 5000 + 3332 + 3342 + 3352);
@@ -184,37 +193,20 @@ static void test_select_charged(void) {
  * 4 when none does (the select passes exit at once; kvs_gpu.h).  With
  * launch_gap_ns 100 (step_graph 0: launch_ns + (nodes - 1)·gap) each decode
  * step of the no-choice pattern is 4 × 100 ns shorter. */
-static int64_t quest_tbt(int chooses, int k) {
-    kvs_hw hw;
-    kvs_model m;
-    tiny_model(&m);
-    const char *xk[] = {"gpu.select_page_ns", "gpu.select_page_dg_ns", "gpu.launch_gap_ns"}, *xv[] = {"10", "0", "100"};
-    if (load_hw_x(&hw, kvs_model_params(&m) * m.weight_bytes + 1000 * 256.0, xk, xv, 3)) return -1;
-    kvs_workload wl;
-    workload(&wl, KVS_FULL_QUEUE);
-    kvs_serve_pattern *p = full_pattern();
-    p->sel = KVS_REPLAY_SEL_QUEST;
-    p->chooses[0] = (uint8_t)chooses;
-    const kvs_serve_pattern *pats[1] = {p};
-    kvs_request reqs[1] = {{.arrival_ns = 0, .context = 32, .decode = 3, .trace = 0}};
-    kvs_serve_in in = {.hw = &hw, .model = &m, .kv_elem_bytes = 2, .wl = &wl, .patterns = pats, .reqs = reqs,
-                       .n_reqs = 1, .tl = NULL, .keep_tbt = 1};
-    kvs_serve_out o;
-    char err[1024] = "";
-    int rc = kvs_serve_run(&in, &o, err, sizeof err);
-    kvs_serve_pattern_free(p);
-    if (rc) return -1;
-    int64_t t = o.tbt_ns[o.tbt_off[0] + k];
-    kvs_serve_out_free(&o);
-    return t;
-}
-
 static void test_quest_nosel(void) {
+    const char *xk[] = {"gpu.select_page_ns", "gpu.select_page_dg_ns", "gpu.launch_gap_ns"}, *xv[] = {"10", "0", "100"};
+    kvs_serve_out a, b;
+    CU_ASSERT_EQUAL_FATAL(run_one_sel(KVS_REPLAY_SEL_QUEST, 1, xk, xv, 3, &a), 0);
+    CU_ASSERT_EQUAL_FATAL(run_one_sel(KVS_REPLAY_SEL_QUEST, 0, xk, xv, 3, &b), 0);
+    CU_ASSERT_EQUAL_FATAL(a.tbt_off[1] - a.tbt_off[0], 3);
+    CU_ASSERT_EQUAL_FATAL(b.tbt_off[1] - b.tbt_off[0], 3);
     for (int k = 0; k < 3; k++) {
-        int64_t a = quest_tbt(1, k), b = quest_tbt(0, k);
-        CU_ASSERT(a > 0 && b > 0);
-        CU_ASSERT_EQUAL(a - b, 400);
+        const int64_t ta = a.tbt_ns[a.tbt_off[0] + k], tb = b.tbt_ns[b.tbt_off[0] + k];
+        CU_ASSERT(ta > 0 && tb > 0);
+        CU_ASSERT_EQUAL(ta - tb, 400);
     }
+    kvs_serve_out_free(&a);
+    kvs_serve_out_free(&b);
 }
 
 static void test_two_requests_queued(void) {
