@@ -25,6 +25,26 @@
 
 namespace {
 
+// The start of every timing command: false, after "SKIP kvsim-gpu CMD: no
+// CUDA GPU" (the caller exits 77), when there is none.
+bool have_gpu(const char *cmd)
+{
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        printf("SKIP kvsim-gpu %s: no CUDA GPU\n", cmd);
+        return false;
+    }
+    return true;
+}
+
+// PATH opened for writing, or NULL after a message naming it.
+FILE *open_out(const char *cmd, const char *path)
+{
+    FILE *f = fopen(path, "w");
+    if (!f) fprintf(stderr, "kvsim-gpu %s: %s: cannot write\n", cmd, path);
+    return f;
+}
+
 struct Buf {
     void *p = nullptr;
     size_t n = 0;
@@ -185,11 +205,7 @@ struct TorchRow {
 int kvs_gpu_cmd_attnbench(int argc, char **argv)
 {
     if (argc < 1) return 2;
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        printf("SKIP kvsim-gpu attnbench: no CUDA GPU\n");
-        return 77;
-    }
+    if (!have_gpu("attnbench")) return 77;
     std::map<std::string, TorchRow> torch;
     if (argc >= 2) {
         FILE *f = fopen(argv[1], "r");
@@ -211,11 +227,8 @@ int kvs_gpu_cmd_attnbench(int argc, char **argv)
         }
         fclose(f);
     }
-    FILE *csv = fopen(argv[0], "w");
-    if (!csv) {
-        fprintf(stderr, "kvsim-gpu attnbench: %s: cannot write\n", argv[0]);
-        return 1;
-    }
+    FILE *csv = open_out("attnbench", argv[0]);
+    if (!csv) return 1;
     double rbw;
     if (measure_read_bw(&rbw)) return 1;
     printf("HBM read bandwidth (read-only kernel, 4 GiB): %.0f GB/s\n", rbw);
@@ -541,17 +554,10 @@ struct Sel {   // per-config selection buffers
 int kvs_gpu_cmd_e2e(int argc, char **argv)
 {
     if (argc < 1) return 2;
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        printf("SKIP kvsim-gpu e2e: no CUDA GPU\n");
-        return 77;
-    }
+    if (!have_gpu("e2e")) return 77;
     const bool quick = argc >= 2 && !strcmp(argv[1], "quick");
-    FILE *csv = fopen(argv[0], "w");
-    if (!csv) {
-        fprintf(stderr, "kvsim-gpu e2e: %s: cannot write\n", argv[0]);
-        return 1;
-    }
+    FILE *csv = open_out("e2e", argv[0]);
+    if (!csv) return 1;
     cudaDeviceProp prop;
     EK(cudaGetDeviceProperties(&prop, 0));
     cudaStream_t st;
@@ -1036,17 +1042,10 @@ int time_chain(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, int nshort, int 
 int kvs_gpu_cmd_compbench(int argc, char **argv)
 {
     if (argc < 1) return 2;
-    int ndev = 0;
-    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
-        printf("SKIP kvsim-gpu compbench: no CUDA GPU\n");
-        return 77;
-    }
+    if (!have_gpu("compbench")) return 77;
     const bool quick = argc >= 2 && !strcmp(argv[1], "quick");
-    FILE *csv = fopen(argv[0], "w");
-    if (!csv) {
-        fprintf(stderr, "kvsim-gpu compbench: %s: cannot write\n", argv[0]);
-        return 1;
-    }
+    FILE *csv = open_out("compbench", argv[0]);
+    if (!csv) return 1;
     cudaStream_t st;
     EK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     cudaEvent_t e0, e1;

@@ -933,6 +933,40 @@ static int quest_nodes(double pages_selected)
     return pages_selected > 0 ? KVS_GPU_QUEST_NODES : KVS_GPU_QUEST_NODES_NOSEL;
 }
 
+/* A kvsim-gpu measurement file (WHAT: e2e, compbench) and the output beside
+ * it: reads MEAS into *c, checks that the `cols` columns are there and the
+ * `num` cells are numbers (only rows of kind `only_kind` when not NULL),
+ * opens OUT for writing.  0, or 1 after a one-line message (nothing left
+ * open). */
+static int read_measured(const char *meas, const char *what, const char *const *cols, size_t ncols,
+                         const char *const *num, size_t nnum, const char *only_kind, const char *out, csv_t *c,
+                         FILE **f)
+{
+    char err[512];
+    if (csv_read(meas, c, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        return 1;
+    }
+    for (size_t i = 0; i < ncols; i++)
+        if (col(c, cols[i]) < 0) {
+            fprintf(stderr, "kvsim-gpu-host: %s: no column '%s' (not a kvsim-gpu %s file)\n", meas, cols[i], what);
+            csv_free(c);
+            return 1;
+        }
+    if (csv_numeric(c, num, nnum, only_kind, err, sizeof err)) {
+        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
+        csv_free(c);
+        return 1;
+    }
+    *f = fopen(out, "w");
+    if (!*f) {
+        fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);
+        csv_free(c);
+        return 1;
+    }
+    return 0;
+}
+
 /* The options after `predict-e2e|predict-parts MEAS OUT`: --hw CFG, --set k=v
  * (repeatable), and, when fit != NULL, --fit KINDS; loads the hardware file
  * with the overrides into *hw, which must be in graph mode (`why` says why).
@@ -982,33 +1016,16 @@ static int cmd_predict_e2e(int argc, char **argv)
     kvs_hw hw;
     int src = graph_hw_args("predict-e2e", "the e2e steps are one CUDA graph", argc, argv, NULL, &hw);
     if (src) return src;
-    csv_t c;
-    if (csv_read(meas, &c, err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        return 1;
-    }
-    static const char *need_e2e[] = {"kind", "id", "model", "ctx", "batch", "method", "budget_frac",
-                                     "tokens_per_head", "pages_selected", "placement", "mechanism", "page",
-                                     "step_us", "fetched_bytes", "layers"};
-    for (size_t i = 0; i < sizeof need_e2e / sizeof *need_e2e; i++)
-        if (col(&c, need_e2e[i]) < 0) {
-            fprintf(stderr, "kvsim-gpu-host: %s: no column '%s' (not a kvsim-gpu e2e file)\n", meas, need_e2e[i]);
-            csv_free(&c);
-            return 1;
-        }
+    static const char *const need_e2e[] = {"kind", "id", "model", "ctx", "batch", "method", "budget_frac",
+                                           "tokens_per_head", "pages_selected", "placement", "mechanism", "page",
+                                           "step_us", "fetched_bytes", "layers"};
     static const char *const num_e2e[] = {"ctx", "batch", "tokens_per_head", "pages_selected", "page", "step_us",
                                           "fetched_bytes"};
-    if (csv_numeric(&c, num_e2e, sizeof num_e2e / sizeof *num_e2e, "step", err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        csv_free(&c);
+    csv_t c;
+    FILE *f;
+    if (read_measured(meas, "e2e", need_e2e, sizeof need_e2e / sizeof *need_e2e, num_e2e,
+                      sizeof num_e2e / sizeof *num_e2e, "step", out, &c, &f))
         return 1;
-    }
-    FILE *f = fopen(out, "w");
-    if (!f) {
-        fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);
-        csv_free(&c);
-        return 1;
-    }
     fprintf(f, "id,model,ctx,batch,method,budget_frac,tokens_per_head,placement,mechanism,measured_us,predicted_us,"
                "err_pct,set\n");
     double etr[256], eho[256];
@@ -1093,35 +1110,14 @@ static int cmd_predict_parts(int argc, char **argv)
     kvs_hw hw;
     int src = graph_hw_args("predict-parts", "compbench times CUDA graphs", argc, argv, &fit, &hw);
     if (src) return src;
-    csv_t c;
-    if (csv_read(meas, &c, err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        return 1;
-    }
     static const char *const need_p[] = {"kind", "d", "G", "problems", "ctx", "keys", "pages", "page",
-                                         "tokens_per_head", "pages_selected", "us"};
-    for (size_t i = 0; i < sizeof need_p / sizeof *need_p; i++)
-        if (col(&c, need_p[i]) < 0) {
-            fprintf(stderr, "kvsim-gpu-host: %s: no column '%s' (not a kvsim-gpu compbench file)\n", meas, need_p[i]);
-            csv_free(&c);
-            return 1;
-        }
-    if (col(&c, "note") < 0) {
-        fprintf(stderr, "kvsim-gpu-host: %s: no column 'note' (not a kvsim-gpu compbench file)\n", meas);
-        csv_free(&c);
+                                         "tokens_per_head", "pages_selected", "us", "note"};
+    csv_t c;
+    FILE *f;
+    /* numeric: every needed column but kind and note */
+    if (read_measured(meas, "compbench", need_p, sizeof need_p / sizeof *need_p, need_p + 1,
+                      sizeof need_p / sizeof *need_p - 2, NULL, out, &c, &f))
         return 1;
-    }
-    if (csv_numeric(&c, need_p + 1, sizeof need_p / sizeof *need_p - 1, NULL, err, sizeof err)) {
-        fprintf(stderr, "kvsim-gpu-host: %s\n", err);
-        csv_free(&c);
-        return 1;
-    }
-    FILE *f = fopen(out, "w");
-    if (!f) {
-        fprintf(stderr, "kvsim-gpu-host: %s: cannot write\n", out);
-        csv_free(&c);
-        return 1;
-    }
     fprintf(f, "part,d,G,problems,ctx,tokens_per_head,measured_us,predicted_us,err_pct,role\n");
     enum { NK = 7 };
     static const char *const kinds[NK] = {"topk",     "quest",     "completion", "estimate",
