@@ -37,6 +37,24 @@ bool have_gpu(const char *cmd)
     return true;
 }
 
+// The nodes of a captured graph and how many of them are kernels.
+int graph_counts(cudaGraph_t gr, size_t *nodes, int *kernels)
+{
+    size_t nn = 0;
+    EK(cudaGraphGetNodes(gr, nullptr, &nn));
+    std::vector<cudaGraphNode_t> v(nn);
+    EK(cudaGraphGetNodes(gr, v.data(), &nn));
+    int nk = 0;
+    for (auto nd : v) {
+        cudaGraphNodeType t;
+        EK(cudaGraphNodeGetType(nd, &t));
+        nk += t == cudaGraphNodeTypeKernel;
+    }
+    *nodes = nn;
+    *kernels = nk;
+    return 0;
+}
+
 // PATH opened for writing, or NULL after a message naming it.
 FILE *open_out(const char *cmd, const char *path)
 {
@@ -862,15 +880,8 @@ int kvs_gpu_cmd_e2e(int argc, char **argv)
                     EK(cudaStreamEndCapture(st, &gr));
                     EK(cudaGraphInstantiate(&ge, gr, 0));
                     size_t nn = 0;
-                    EK(cudaGraphGetNodes(gr, nullptr, &nn));
-                    std::vector<cudaGraphNode_t> nodes(nn);
-                    EK(cudaGraphGetNodes(gr, nodes.data(), &nn));
                     int nk = 0;
-                    for (auto nd : nodes) {
-                        cudaGraphNodeType t;
-                        cudaGraphNodeGetType(nd, &t);
-                        nk += t == cudaGraphNodeTypeKernel;
-                    }
+                    if (graph_counts(gr, &nn, &nk)) return -1;   // graph_counts said what failed
                     std::vector<double> ev, wall;
                     const int reps = quick ? 6 : (ctx >= 131072 && B == 8 ? 8 : 15);
                     bool bad = false;
@@ -1001,15 +1012,8 @@ int time_chain(cudaStream_t st, cudaEvent_t e0, cudaEvent_t e1, int nshort, int 
         EK(cudaStreamEndCapture(st, &gr));
         EK(cudaGraphInstantiate(&ge, gr, 0));
         size_t nn = 0;
-        EK(cudaGraphGetNodes(gr, nullptr, &nn));
-        std::vector<cudaGraphNode_t> nodes(nn);
-        EK(cudaGraphGetNodes(gr, nodes.data(), &nn));
         int nk = 0;
-        for (auto nd : nodes) {
-            cudaGraphNodeType t;
-            cudaGraphNodeGetType(nd, &t);
-            nk += t == cudaGraphNodeTypeKernel;
-        }
+        if (graph_counts(gr, &nn, &nk)) return -1;   // graph_counts said what failed
         std::vector<double> ev;
         for (int r = 0; r < reps + 2; r++) {
             EK(cudaEventRecord(e0, st));
